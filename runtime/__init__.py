@@ -1,0 +1,1 @@
+"""Runtime services shared by every stage: devices, progress, model handles, checkpoints, the headless runner."""
