@@ -37,7 +37,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     return cls(**kwargs)
 
 
-def save_checkpoint(path: str | os.PathLike, module: torch.nn.Module, config: Any, kind: str, family: str) -> None:
+def save_checkpoint(
+    path: str | os.PathLike, module: torch.nn.Module, config: Any, kind: str, family: str
+) -> None:
     """Write ``module``'s weights with its dataclass ``config`` into ``path`` (safetensors)."""
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     metadata = {KIND_KEY: kind, FAMILY_KEY: family, CONFIG_KEY: json.dumps(dataclasses.asdict(config))}
@@ -55,11 +57,15 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); re-download or re-save it") from e
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}); re-download or re-save it"
+        ) from e
     return tensors, metadata
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+def load_checkpoint(
+    path: str | os.PathLike, kind: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """Return ``(state_dict, config_dict, family)`` of a checkpoint written by :func:`save_checkpoint`."""
     tensors, metadata = read_safetensors(path)
     found_kind = metadata.get(KIND_KEY)
