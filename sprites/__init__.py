@@ -1,1 +1,53 @@
-"""sprites"""
+"""The procedural sprites video world: specs, renderer, captions and training data.
+
+Training (``train.py``) and evaluation (``evaluate.py``) of the embedded models live here too.
+"""
+
+from .captions import canonical_caption, caption, image_caption, parse_caption
+from .dataset import SpritesDataConfig, SpritesDataset, collate_clips, frames_to_video, video_to_frames
+from .world import (
+    BACKGROUND_COLORS,
+    BACKGROUND_KINDS,
+    COLORS,
+    HELD_OUT_COMBINATIONS,
+    MOTIONS,
+    SHAPES,
+    BackgroundSpec,
+    ClipSpec,
+    SpriteSpec,
+    frame_times,
+    is_held_out,
+    nearest_color,
+    random_clip_spec,
+    render_alphas,
+    render_clip,
+    render_frames_at,
+)
+
+__all__ = [
+    "BACKGROUND_COLORS",
+    "BACKGROUND_KINDS",
+    "COLORS",
+    "HELD_OUT_COMBINATIONS",
+    "MOTIONS",
+    "SHAPES",
+    "BackgroundSpec",
+    "ClipSpec",
+    "SpriteSpec",
+    "SpritesDataConfig",
+    "SpritesDataset",
+    "canonical_caption",
+    "caption",
+    "collate_clips",
+    "frame_times",
+    "frames_to_video",
+    "image_caption",
+    "is_held_out",
+    "nearest_color",
+    "parse_caption",
+    "random_clip_spec",
+    "render_alphas",
+    "render_clip",
+    "render_frames_at",
+    "video_to_frames",
+]

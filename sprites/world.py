@@ -1,0 +1,578 @@
+"""The sprites world: coloured shapes moving over dark backgrounds, rendered from a frozen spec.
+
+A clip is a ``ClipSpec`` (one or more ``SpriteSpec`` objects over a ``BackgroundSpec``). Everything is
+defined in continuous time (seconds) and normalised coordinates, so one spec renders the same scene at any
+frame rate and any resolution:
+
+- positions ``x``, ``y`` are fractions of the frame width and height (0 = left / top edge);
+- sizes are fractions of ``min(height, width)``, so shapes stay round on non-square frames;
+- frame ``i`` of a clip rendered at ``fps`` shows time ``i / fps``.
+
+Edges are anti-aliased with analytic coverage (signed distance in pixels, a one-pixel box filter), so an
+area-downsampled high-resolution render closely matches a low-resolution render.
+
+Sizes: every shape fits in the circle of radius ``SHAPE_EXTENT * size`` around its centre; the random specs
+keep that circle inside the frame for the spec's whole ``duration``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+# Object colours: saturated or bright, far apart in RGB (nearest pair: red/orange at 0.42) and far from
+# every background tone (nearest: green/grey at 0.53), so a frame's colour can be measured back.
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.10, 0.10),
+    "orange": (1.00, 0.50, 0.00),
+    "yellow": (1.00, 0.92, 0.10),
+    "green": (0.10, 0.78, 0.20),
+    "cyan": (0.05, 0.85, 0.92),
+    "blue": (0.15, 0.30, 1.00),
+    "purple": (0.62, 0.18, 0.92),
+    "white": (0.96, 0.96, 0.96),
+}
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross")
+
+MOTIONS: tuple[str, ...] = (
+    "left",
+    "right",
+    "up",
+    "down",
+    "up-left",
+    "up-right",
+    "down-left",
+    "down-right",
+    "grow",
+    "shrink",
+    "still",
+)
+
+# Unit direction of travel in frame fractions, y pointing down (screen convention).
+_DIAG = 1.0 / math.sqrt(2.0)
+_SIN60 = math.sqrt(3.0) / 2.0
+MOTION_DIRECTIONS: dict[str, tuple[float, float]] = {
+    "left": (-1.0, 0.0),
+    "right": (1.0, 0.0),
+    "up": (0.0, -1.0),
+    "down": (0.0, 1.0),
+    "up-left": (-_DIAG, -_DIAG),
+    "up-right": (_DIAG, -_DIAG),
+    "down-left": (-_DIAG, _DIAG),
+    "down-right": (_DIAG, _DIAG),
+    "grow": (0.0, 0.0),
+    "shrink": (0.0, 0.0),
+    "still": (0.0, 0.0),
+}
+
+# Background tones: dark, low-saturation colours, all far from the object colours.
+BACKGROUND_COLORS: dict[str, tuple[float, float, float]] = {
+    "black": (0.03, 0.03, 0.03),
+    "charcoal": (0.14, 0.14, 0.15),
+    "slate": (0.19, 0.22, 0.27),
+    "umber": (0.25, 0.18, 0.13),
+    "moss": (0.16, 0.21, 0.15),
+    "grey": (0.32, 0.32, 0.33),
+    "navy": (0.07, 0.08, 0.20),
+}
+
+BACKGROUND_KINDS: tuple[str, ...] = ("plain", "stripes", "checker", "noise", "gradient")
+
+# Every shape fits inside the circle of radius SHAPE_EXTENT * size (the square's corners are the farthest).
+SHAPE_EXTENT = 1.16
+
+# Held-out colour x shape x motion combinations: never produced by split="train", used only to evaluate
+# compositional generalisation. 66 of the 528 combinations (12.5%), chosen by the fixed rule
+# (colour_index + 2 * shape_index + 3 * motion_index) % 8 == 0 over the orders above, and written out here
+# so the list cannot drift if those orders change. Every colour, shape and motion, and every
+# (colour, shape) and (shape, motion) pair, still appears in training.
+_HELD_OUT_BY_COLOR: dict[str, tuple[tuple[str, str], ...]] = {
+    "red": (
+        ("circle", "left"), ("circle", "grow"), ("square", "up"), ("square", "still"), ("triangle", "up-left"),
+        ("diamond", "down-left"), ("star", "left"), ("star", "grow"), ("cross", "up"), ("cross", "still"),
+    ),
+    "orange": (
+        ("circle", "up-right"), ("square", "down-right"), ("triangle", "right"), ("triangle", "shrink"),
+        ("diamond", "down"), ("star", "up-right"), ("cross", "down-right"),
+    ),
+    "yellow": (
+        ("circle", "up"), ("circle", "still"), ("square", "up-left"), ("triangle", "down-left"),
+        ("diamond", "left"), ("diamond", "grow"), ("star", "up"), ("star", "still"), ("cross", "up-left"),
+    ),
+    "green": (
+        ("circle", "down-right"), ("square", "right"), ("square", "shrink"), ("triangle", "down"),
+        ("diamond", "up-right"), ("star", "down-right"), ("cross", "right"), ("cross", "shrink"),
+    ),
+    "cyan": (
+        ("circle", "up-left"), ("square", "down-left"), ("triangle", "left"), ("triangle", "grow"),
+        ("diamond", "up"), ("diamond", "still"), ("star", "up-left"), ("cross", "down-left"),
+    ),
+    "blue": (
+        ("circle", "right"), ("circle", "shrink"), ("square", "down"), ("triangle", "up-right"),
+        ("diamond", "down-right"), ("star", "right"), ("star", "shrink"), ("cross", "down"),
+    ),
+    "purple": (
+        ("circle", "down-left"), ("square", "left"), ("square", "grow"), ("triangle", "up"),
+        ("triangle", "still"), ("diamond", "up-left"), ("star", "down-left"), ("cross", "left"),
+        ("cross", "grow"),
+    ),
+    "white": (
+        ("circle", "down"), ("square", "up-right"), ("triangle", "down-right"), ("diamond", "right"),
+        ("diamond", "shrink"), ("star", "down"), ("cross", "up-right"),
+    ),
+}  # fmt: skip
+
+HELD_OUT_COMBINATIONS: frozenset[tuple[str, str, str]] = frozenset(
+    (color, shape, motion) for color, pairs in _HELD_OUT_BY_COLOR.items() for shape, motion in pairs
+)
+
+SPLITS: tuple[str, ...] = ("train", "heldout", "all")
+
+# Ranges the random specs draw from (sizes in min(H, W) fractions, speeds per second).
+MOVE_SIZE_RANGE = (0.10, 0.17)
+MOVE_SPEED_RANGE = (0.18, 0.32)  # frame fractions per second along the path
+SMALL_SIZE_RANGE = (0.06, 0.09)  # start of "grow", end of "shrink"
+LARGE_SIZE_RANGE = (0.16, 0.20)  # end of "grow", start of "shrink"
+MIN_SIZE = 0.02  # a shrinking sprite never vanishes completely, even rendered past its duration
+EDGE_MARGIN = 0.01
+_NOISE_LATTICE = 64
+
+
+def is_held_out(color: str, shape: str, motion: str) -> bool:
+    """True when this colour x shape x motion combination is reserved for evaluation."""
+    return (color, shape, motion) in HELD_OUT_COMBINATIONS
+
+
+def _check_name(kind: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown sprite {kind} {value!r}; choose one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class SpriteSpec:
+    """One object: what it is, where it starts and how it moves.
+
+    ``speed`` is in frame fractions per second along the path for the eight moves, in size units per second
+    for ``grow``/``shrink``, and ignored for ``still``.
+    """
+
+    color: str
+    shape: str
+    motion: str
+    x: float
+    y: float
+    size: float
+    speed: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_name("colour", self.color, tuple(COLORS))
+        _check_name("shape", self.shape, SHAPES)
+        _check_name("motion", self.motion, MOTIONS)
+        if not self.size > 0:
+            raise ValueError(f"sprite size must be > 0 (a fraction of min(height, width)), got {self.size}")
+
+    def center_at(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centre (x, y) in frame fractions at times ``t`` (seconds)."""
+        dx, dy = MOTION_DIRECTIONS[self.motion]
+        return self.x + dx * self.speed * t, self.y + dy * self.speed * t
+
+    def size_at(self, t: torch.Tensor) -> torch.Tensor:
+        """Size (radius, min(H, W) fractions) at times ``t`` (seconds)."""
+        if self.motion == "grow":
+            return self.size + self.speed * t
+        if self.motion == "shrink":
+            return (self.size - self.speed * t).clamp_min(MIN_SIZE)
+        return torch.full_like(t, self.size)
+
+
+@dataclass(frozen=True)
+class BackgroundSpec:
+    """A static background: ``plain`` (``color``) or a two-tone texture of ``color`` and ``color2``.
+
+    ``period`` is the stripe/checker period, noise cell or gradient length in min(H, W) fractions; ``angle``
+    (degrees) orients stripes and gradients; ``seed`` fixes the noise.
+    """
+
+    kind: str = "plain"
+    color: tuple[float, float, float] = BACKGROUND_COLORS["black"]
+    color2: tuple[float, float, float] = BACKGROUND_COLORS["grey"]
+    period: float = 0.25
+    angle: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_name("background kind", self.kind, BACKGROUND_KINDS)
+        if not self.period > 0:
+            raise ValueError(f"background period must be > 0, got {self.period}")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """A clip: objects drawn in order (later ones on top) over a background.
+
+    ``duration`` (seconds) is how long the random spec keeps every object inside the frame; rendering
+    longer is allowed, objects then keep moving along their lines.
+    """
+
+    objects: tuple[SpriteSpec, ...]
+    background: BackgroundSpec = BackgroundSpec()
+    duration: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.objects, tuple):
+            object.__setattr__(self, "objects", tuple(self.objects))
+        if not all(isinstance(o, SpriteSpec) for o in self.objects):
+            raise TypeError("ClipSpec.objects must be SpriteSpec instances")
+
+    @property
+    def triples(self) -> list[tuple[str, str, str]]:
+        """(colour, shape, motion) of each object, in drawing order."""
+        return [(o.color, o.shape, o.motion) for o in self.objects]
+
+    @property
+    def is_held_out(self) -> bool:
+        """True when any object's combination is held out of training."""
+        return any(is_held_out(*t) for t in self.triples)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def frame_times(num_frames: int, fps: float) -> torch.Tensor:
+    """Times (seconds) of the frames of a clip: frame ``i`` shows ``i / fps``."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return torch.arange(num_frames, dtype=torch.float64) / float(fps)
+
+
+def _pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates in pixels: xs [1, 1, W], ys [1, H, 1]."""
+    xs = (torch.arange(width, dtype=torch.float32) + 0.5).view(1, 1, width)
+    ys = (torch.arange(height, dtype=torch.float32) + 0.5).view(1, height, 1)
+    return xs, ys
+
+
+def _coverage(signed_distance: torch.Tensor) -> torch.Tensor:
+    """Fraction of a pixel covered by the inside of a shape whose edge is ``signed_distance`` px away."""
+    return (0.5 - signed_distance).clamp_(0.0, 1.0)
+
+
+def _sd_box(px: torch.Tensor, py: torch.Tensor, half_w: torch.Tensor, half_h: torch.Tensor) -> torch.Tensor:
+    """Exact signed distance to an axis-aligned box centred at the origin."""
+    qx = px.abs() - half_w
+    qy = py.abs() - half_h
+    outside = torch.sqrt(qx.clamp_min(0.0) ** 2 + qy.clamp_min(0.0) ** 2)
+    inside = torch.maximum(qx, qy).clamp_max(0.0)
+    return outside + inside
+
+
+def _sd_star(px: torch.Tensor, py: torch.Tensor, r_tip: torch.Tensor, inner: float, points: int = 5):
+    """Signed distance to a star with one point up, tips at ``r_tip`` and inner corners at ``inner * r_tip``.
+
+    Reflecting across the star's mirror lines folds every point into the wedge between the up axis and the
+    first inner corner (distances are unchanged); there the boundary is one segment, tip to inner corner.
+    """
+    u, v = px.abs(), -py  # v points up; the star is symmetric about the up axis
+    wedge = math.pi / points
+    for j in range(points - 1, 0, -1):
+        # Mirror line at angle j * wedge from the up axis; its normal points toward larger angles.
+        nx, ny = math.cos(j * wedge), -math.sin(j * wedge)
+        d = (u * nx + v * ny).clamp_min(0.0)
+        u, v = u - 2.0 * d * nx, v - 2.0 * d * ny
+    ex, ey = inner * math.sin(wedge), inner * math.cos(wedge) - 1.0  # tip -> inner corner, per unit r_tip
+    wx, wy = u, v - r_tip
+    h = ((wx * ex + wy * ey) / (r_tip * (ex * ex + ey * ey))).clamp(0.0, 1.0)
+    dist = torch.sqrt((wx - ex * r_tip * h) ** 2 + (wy - ey * r_tip * h) ** 2)
+    # The centre lies on the negative side of the tip -> corner segment.
+    return torch.where(ex * wy - ey * wx > 0, dist, -dist)
+
+
+def _sd_shape(shape: str, px: torch.Tensor, py: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Signed distance (pixels, negative inside) to ``shape`` of the given radius (pixels) at the origin.
+
+    Shapes are scaled so that they look about equally big for one radius; none reaches past
+    ``SHAPE_EXTENT * radius`` from the centre. Convex polygons use the largest half-plane distance, exact
+    inside and along the edges, which is all the one-pixel anti-aliasing needs.
+    """
+    if shape == "circle":
+        return torch.sqrt(px * px + py * py) - radius
+    if shape == "square":
+        half = 0.82 * radius
+        return _sd_box(px, py, half, half)
+    if shape == "triangle":
+        # Equilateral, pointing up, centred on its centroid: tips at 1.12 r, edges at half that distance.
+        tip = 1.12 * radius
+        return torch.maximum(py, _SIN60 * px.abs() - 0.5 * py) - 0.5 * tip
+    if shape == "diamond":
+        # A square standing on a corner, tips at 1.1 r.
+        return (px.abs() + py.abs() - 1.1 * radius) * _DIAG
+    if shape == "star":
+        return _sd_star(px, py, 1.15 * radius, 0.48)
+    if shape == "cross":
+        arm, thickness = 1.0 * radius, 0.36 * radius
+        return torch.minimum(_sd_box(px, py, arm, thickness), _sd_box(px, py, thickness, arm))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _value_noise(seed: int, cell_px: float, height: int, width: int) -> torch.Tensor:
+    """Smooth value noise in [0, 1], [H, W], on a lattice of ``cell_px`` pixels (resolution independent)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    lattice = torch.rand(_NOISE_LATTICE, _NOISE_LATTICE, generator=gen, dtype=torch.float32)
+    gx = (torch.arange(width, dtype=torch.float32) + 0.5) / cell_px
+    gy = (torch.arange(height, dtype=torch.float32) + 0.5) / cell_px
+    x0, y0 = gx.floor().long(), gy.floor().long()
+    fx, fy = gx - x0, gy - y0
+    fx = (fx * fx * (3 - 2 * fx)).view(1, -1)  # smoothstep: no visible lattice creases
+    fy = (fy * fy * (3 - 2 * fy)).view(-1, 1)
+    x0, y0 = x0 % _NOISE_LATTICE, y0 % _NOISE_LATTICE  # the lattice tiles beyond its size
+    x1, y1 = (x0 + 1) % _NOISE_LATTICE, (y0 + 1) % _NOISE_LATTICE
+    top = lattice[y0][:, x0] + (lattice[y0][:, x1] - lattice[y0][:, x0]) * fx
+    bottom = lattice[y1][:, x0] + (lattice[y1][:, x1] - lattice[y1][:, x0]) * fx
+    return top + (bottom - top) * fy
+
+
+def render_background(background: BackgroundSpec, height: int, width: int) -> torch.Tensor:
+    """The static background, float32 [H, W, 3] in [0, 1]."""
+    unit = float(min(height, width))  # pixels per normalised unit
+    c1 = torch.tensor(background.color, dtype=torch.float32)
+    c2 = torch.tensor(background.color2, dtype=torch.float32)
+    if background.kind == "plain":
+        return c1.expand(height, width, 3).clone()
+    xs, ys = _pixel_grid(height, width)
+    xs, ys = xs[0], ys[0]  # [1, W], [H, 1]
+    period_px = background.period * unit
+    angle = math.radians(background.angle)
+    if background.kind in ("stripes", "gradient"):
+        along = xs * math.cos(angle) + ys * math.sin(angle)  # pixels along the stripe normal
+        if background.kind == "gradient":
+            # One tone to the other and back, as a triangle wave of the given period.
+            phase = (along / period_px) % 2.0
+            mix = 1.0 - (phase - 1.0).abs()
+        else:
+            mix = _coverage(((along / period_px) % 1.0 - 0.5).abs() * period_px - 0.25 * period_px)
+    elif background.kind == "checker":
+        a = _coverage(((xs / period_px) % 1.0 - 0.5).abs() * period_px - 0.25 * period_px)
+        b = _coverage(((ys / period_px) % 1.0 - 0.5).abs() * period_px - 0.25 * period_px)
+        mix = a + b - 2 * a * b  # soft XOR keeps the anti-aliased edges
+    elif background.kind == "noise":
+        mix = _value_noise(background.seed, period_px, height, width)
+    else:
+        raise ValueError(f"unknown background kind {background.kind!r}")
+    mix = mix.expand(height, width).unsqueeze(-1)
+    return c1 + (c2 - c1) * mix
+
+
+def _object_window(obj: SpriteSpec, times: torch.Tensor, height: int, width: int):
+    """Coverage of one object in a square window around it in each frame, and where the window lies.
+
+    Returns ``(alpha [N, win, win], flat [N, win, win])``: ``flat`` indexes the frames flattened to
+    ``[N * H * W]``, with window pixels outside the frame sent to one spare slot ``N * H * W``. Working in
+    the window evaluates a few times fewer pixels than the frame for typical sizes.
+    """
+    unit = float(min(height, width))
+    num = times.numel()
+    cx, cy = obj.center_at(times)
+    cx, cy = cx * width, cy * height  # pixels, float64
+    radius = (obj.size_at(times) * unit).float().view(-1, 1, 1)
+    win = int(math.ceil(2.0 * SHAPE_EXTENT * float(radius.max()))) + 3
+    # Window origin per frame; the clamp keeps far-away objects' windows just outside the frame.
+    ox = torch.floor(cx - win / 2).clamp(-win, width).long()
+    oy = torch.floor(cy - win / 2).clamp(-win, height).long()
+    offsets = torch.arange(win)
+    cols = ox.view(-1, 1) + offsets
+    rows = oy.view(-1, 1) + offsets
+    px = (cols.double() + 0.5 - cx.view(-1, 1)).float().view(num, 1, win)
+    py = (rows.double() + 0.5 - cy.view(-1, 1)).float().view(num, win, 1)
+    alpha = _coverage(_sd_shape(obj.shape, px, py, radius))
+    cols, rows = cols.view(num, 1, win), rows.view(num, win, 1)
+    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
+    frame_start = torch.arange(num).view(-1, 1, 1) * (height * width)
+    flat = torch.where(inside, frame_start + rows * width + cols, num * height * width)
+    return alpha, flat
+
+
+def _check_size(height: int, width: int) -> None:
+    if height < 1 or width < 1:
+        raise ValueError(f"frame size must be positive, got {height}x{width}")
+
+
+@torch.no_grad()
+def render_alphas(spec: ClipSpec, times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Coverage of each object, before occlusion: float32 [N, num_objects, H, W] in [0, 1]."""
+    _check_size(height, width)
+    times = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    num = times.numel()
+    planes = []
+    for obj in spec.objects:
+        alpha, flat = _object_window(obj, times, height, width)
+        canvas = torch.zeros(num * height * width + 1)
+        canvas[flat.reshape(-1)] = alpha.reshape(-1)
+        planes.append(canvas[:-1].view(num, height, width))
+    if not planes:
+        return torch.zeros(num, 0, height, width)
+    return torch.stack(planes, dim=1)
+
+
+@torch.no_grad()
+def render_frames_at(spec: ClipSpec, times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Frames at arbitrary times (seconds): float32 [N, H, W, 3] in [0, 1]."""
+    _check_size(height, width)
+    times = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    num = times.numel()
+    # Frames flattened to pixels, plus the spare slot that window pixels outside the frame write to.
+    pixels = torch.empty(num * height * width + 1, 3)
+    frames = pixels[:-1].view(num, height, width, 3)
+    frames.copy_(render_background(spec.background, height, width))
+    for obj in spec.objects:
+        alpha, flat = _object_window(obj, times, height, width)
+        color = torch.tensor(COLORS[obj.color], dtype=torch.float32)
+        region = pixels[flat]  # [N, win, win, 3], a copy
+        region += alpha.unsqueeze(-1) * (color - region)  # "over" compositing, objects in drawing order
+        pixels[flat] = region
+    return frames
+
+
+@torch.no_grad()
+def render_clip(spec: ClipSpec, num_frames: int, height: int, width: int, fps: float) -> torch.Tensor:
+    """Render ``num_frames`` frames at ``fps``: float32 [N, H, W, 3] in [0, 1] (ComfyUI IMAGE layout)."""
+    return render_frames_at(spec, frame_times(num_frames, fps), height, width)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Random specs
+
+
+def _as_rng(rng_or_seed: int | random.Random) -> random.Random:
+    if isinstance(rng_or_seed, random.Random):
+        return rng_or_seed
+    if isinstance(rng_or_seed, int):
+        return random.Random(rng_or_seed)
+    raise TypeError(f"expected an int seed or a random.Random, got {type(rng_or_seed).__name__}")
+
+
+def _sample_triple(rng: random.Random, split: str, exclude_colors: set[str]) -> tuple[str, str, str]:
+    if split == "heldout":
+        candidates = sorted(t for t in HELD_OUT_COMBINATIONS if t[0] not in exclude_colors)
+        return rng.choice(candidates)
+    colors = [c for c in COLORS if c not in exclude_colors]
+    while True:
+        triple = (rng.choice(colors), rng.choice(SHAPES), rng.choice(MOTIONS))
+        if split == "all" or not is_held_out(*triple):
+            return triple
+
+
+def _sample_sprite(rng: random.Random, color: str, shape: str, motion: str, duration: float) -> SpriteSpec:
+    """Start position, size and speed such that the sprite stays inside the frame for ``duration``."""
+    if motion == "grow":
+        start, end = rng.uniform(*SMALL_SIZE_RANGE), rng.uniform(*LARGE_SIZE_RANGE)
+        size, speed, max_size = start, (end - start) / duration, end
+    elif motion == "shrink":
+        start, end = rng.uniform(*LARGE_SIZE_RANGE), rng.uniform(*SMALL_SIZE_RANGE)
+        size, speed, max_size = start, (start - end) / duration, start
+    else:
+        size = rng.uniform(*MOVE_SIZE_RANGE)
+        speed = 0.0 if motion == "still" else rng.uniform(*MOVE_SPEED_RANGE)
+        max_size = size
+    margin = SHAPE_EXTENT * max_size + EDGE_MARGIN
+    dx, dy = MOTION_DIRECTIONS[motion]
+    room = 1.0 - 2.0 * margin
+    if motion not in ("grow", "shrink", "still"):
+        # Slow down when the path would not fit (long durations): the travel along each axis must fit.
+        longest_axis = max(abs(dx), abs(dy))
+        speed = min(speed, room / (longest_axis * duration))
+    travel_x, travel_y = dx * speed * duration, dy * speed * duration
+    x = rng.uniform(margin + max(0.0, -travel_x), 1.0 - margin - max(0.0, travel_x))
+    y = rng.uniform(margin + max(0.0, -travel_y), 1.0 - margin - max(0.0, travel_y))
+    return SpriteSpec(color=color, shape=shape, motion=motion, x=x, y=y, size=size, speed=speed)
+
+
+def _min_gap(a: SpriteSpec, b: SpriteSpec, duration: float) -> float:
+    """Smallest distance between the two bounding circles over the clip (negative when they overlap)."""
+    t = torch.linspace(0.0, duration, 9, dtype=torch.float64)
+    ax, ay = a.center_at(t)
+    bx, by = b.center_at(t)
+    dist = torch.sqrt((ax - bx) ** 2 + (ay - by) ** 2)
+    return float((dist - SHAPE_EXTENT * (a.size_at(t) + b.size_at(t))).min())
+
+
+def random_background(rng_or_seed: int | random.Random, kinds: Sequence[str] | None = None) -> BackgroundSpec:
+    """A random background; ``kinds`` restricts the kinds drawn (default: plain half the time)."""
+    rng = _as_rng(rng_or_seed)
+    if kinds is None:
+        kind = "plain" if rng.random() < 0.5 else rng.choice(BACKGROUND_KINDS[1:])
+    else:
+        for k in kinds:
+            _check_name("background kind", k, BACKGROUND_KINDS)
+        kind = rng.choice(list(kinds))
+    tones = list(BACKGROUND_COLORS)
+    c1 = rng.choice(tones)
+    # Textures pair a darker and a lighter tone so the pattern stays visible but dark.
+    c2 = rng.choice([t for t in tones if abs(sum(BACKGROUND_COLORS[t]) - sum(BACKGROUND_COLORS[c1])) > 0.2])
+    period = rng.uniform(0.5, 1.5) if kind == "gradient" else rng.uniform(0.15, 0.4)
+    angle = rng.choice([0.0, 45.0, 90.0, 135.0]) if kind == "stripes" else rng.uniform(0.0, 180.0)
+    return BackgroundSpec(
+        kind=kind,
+        color=BACKGROUND_COLORS[c1],
+        color2=BACKGROUND_COLORS[c2],
+        period=period,
+        angle=angle,
+        seed=rng.randrange(2**31),
+    )
+
+
+def random_clip_spec(
+    rng_or_seed: int | random.Random,
+    split: str = "train",
+    num_objects: int | None = None,
+    duration: float = 2.0,
+    background_kinds: Sequence[str] | None = None,
+) -> ClipSpec:
+    """A random clip, deterministic per seed.
+
+    ``split``: ``"train"`` never uses a held-out combination, ``"heldout"`` makes the first object a
+    held-out combination (others from training), ``"all"`` draws from everything. ``num_objects`` defaults
+    to 1 (70%) or 2 (30%). Objects in one clip have different colours and start apart; each stays inside the
+    frame for ``duration`` seconds.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration}")
+    rng = _as_rng(rng_or_seed)
+    if num_objects is None:
+        num_objects = 1 if rng.random() < 0.7 else 2
+    if not 1 <= num_objects <= len(COLORS):
+        raise ValueError(f"num_objects must be between 1 and {len(COLORS)}, got {num_objects}")
+    objects: list[SpriteSpec] = []
+    for index in range(num_objects):
+        object_split = split if (split != "heldout" or index == 0) else "train"
+        used = {o.color for o in objects}
+        triple = _sample_triple(rng, object_split, used)
+        # Keep objects apart when possible: redraw the placement a few times, keep the best one.
+        best, best_gap = None, -math.inf
+        for _ in range(20):
+            candidate = _sample_sprite(rng, *triple, duration)
+            gap = min((_min_gap(candidate, o, duration) for o in objects), default=math.inf)
+            if gap > best_gap:
+                best, best_gap = candidate, gap
+            if gap > 0.0:
+                break
+        objects.append(best)
+    background = random_background(rng, background_kinds)
+    return ClipSpec(objects=tuple(objects), background=background, duration=float(duration))
+
+
+def nearest_color(rgb: Sequence[float] | torch.Tensor) -> str:
+    """Name of the object colour nearest (in RGB) to ``rgb``."""
+    rgb = torch.as_tensor(rgb, dtype=torch.float32).reshape(3)
+    names = list(COLORS)
+    table = torch.tensor([COLORS[n] for n in names])
+    return names[int(((table - rgb) ** 2).sum(-1).argmin())]
