@@ -1,0 +1,108 @@
+"""Benchmark: our VideoDiT forward vs diffusers' WanTransformer3DModel, same config and weights, on CPU.
+
+Prints the median time of each (interleaved repetitions, so background load hits both alike), the ratio
+ours / diffusers (goal <= 0.9) and the max abs difference of the outputs.
+
+    python bench/dit_forward.py [--hidden 512 --heads 4 --depth 4 --frames 5 --size 48 --reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--ffn", type=int, default=2048)
+    parser.add_argument("--text-dim", type=int, default=256)
+    parser.add_argument("--text-len", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=5, help="latent frames")
+    parser.add_argument("--size", type=int, default=48, help="latent height = width")
+    parser.add_argument("--batch", type=int, default=2, help="2 = a CFG pair")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
+    args = parser.parse_args()
+
+    from diffusers import WanTransformer3DModel
+    from videocascade.models.dit import DiTConfig, VideoDiT
+    from videocascade.models.wan_keys import DIFFUSERS, wan_to_ours
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    reference = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=args.heads,
+        attention_head_dim=args.hidden // args.heads,
+        in_channels=args.channels,
+        out_channels=args.channels,
+        text_dim=args.text_dim,
+        freq_dim=256,
+        ffn_dim=args.ffn,
+        num_layers=args.depth,
+    ).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0, 0.05)
+    config = DiTConfig(
+        in_channels=args.channels,
+        out_channels=args.channels,
+        hidden_size=args.hidden,
+        depth=args.depth,
+        num_heads=args.heads,
+        ffn_dim=args.ffn,
+        text_dim=args.text_dim,
+        frequency_dim=256,
+    )
+    ours = VideoDiT(config).eval()
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    ours.load_state_dict(wan_to_ours(state, DIFFUSERS, args.depth))
+
+    b = args.batch
+    x = torch.randn(b, args.channels, args.frames, args.size, args.size)
+    t = torch.linspace(900.0, 100.0, b)
+    context = torch.randn(b, args.text_len, args.text_dim)
+    tokens = args.frames * (args.size // 2) ** 2
+
+    def run_ours():
+        return ours(x, t, context)
+
+    def run_reference():
+        return reference(x, t, context, return_dict=False)[0]
+
+    with torch.inference_mode():
+        out_ours, out_ref = run_ours(), run_reference()  # warm-up (allocator, oneDNN primitives, rope cache)
+        times = {"ours": [], "diffusers": []}
+        for _ in range(args.reps):
+            for name, fn in (("ours", run_ours), ("diffusers", run_reference)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    med_ours = statistics.median(times["ours"])
+    med_ref = statistics.median(times["diffusers"])
+    print(
+        f"config: hidden {args.hidden}, heads {args.heads}, depth {args.depth}, ffn {args.ffn}; "
+        f"batch {b} x {tokens} video tokens, {args.text_len} text tokens; threads {torch.get_num_threads()}"
+    )
+    print(
+        f"ours      median {med_ours * 1e3:8.1f} ms  ({', '.join(f'{s * 1e3:.0f}' for s in times['ours'])})"
+    )
+    print(
+        f"diffusers median {med_ref * 1e3:8.1f} ms  ({', '.join(f'{s * 1e3:.0f}' for s in times['diffusers'])})"
+    )
+    print(f"ratio ours/diffusers: {med_ours / med_ref:.3f}  (goal <= 0.9)")
+    print(
+        f"max abs difference: {(out_ours - out_ref).abs().max().item():.3e}  (output max {out_ref.abs().max().item():.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""Video diffusion transformer: the Wan 2.1 text-to-video architecture, made configurable.
+
+One class serves the real Wan 2.1 1.3B / 14B weights (see ``dit_loading.py``) and our small embedded
+models. Tokens are ``p_t x p_h x p_w`` latent patches; each block modulates its norms with the timestep
+(Wan's adaLN: one shared projection of the time embedding to ``6 x hidden`` plus a learned per-block
+table), attends over the tokens with 3D rotary positions and RMS-normed queries/keys, attends to the text,
+and applies a GELU(tanh) MLP.
+
+``attention_layout="factorized"`` (VDM / Make-A-Video / VideoLDM) replaces the full 3D self-attention by
+spatial attention inside each frame followed by temporal attention across frames at each location. The
+temporal branch has its own norm and a zero-initialised gate, so a model first trained on images (T=1)
+computes exactly the same function when its temporal layers start training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..cuda_ext.dispatch import attention
+from .embeddings import PatchEmbed3D, TextProjection, TimestepEmbedder, unpatchify
+from .rope import RotaryEmbedding3D, apply_rotary
+
+LAYOUTS = ("full", "factorized")
+
+
+@dataclass
+class DiTConfig:
+    in_channels: int = 16
+    out_channels: int = 16
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    hidden_size: int = 1536
+    depth: int = 30
+    num_heads: int = 12
+    ffn_dim: int = 8960
+    text_dim: int = 4096
+    frequency_dim: int = 256  # width of the timestep sinusoid
+    eps: float = 1e-6
+    qk_norm: bool = True  # RMSNorm over all heads of q and k (Wan's "rms_norm_across_heads")
+    cross_attn_norm: bool = True  # affine LayerNorm before the cross-attention
+    rope_theta: float = 10000.0
+    attention_layout: str = "full"  # "full" 3D self-attention | "factorized" spatial then temporal
+
+    def __post_init__(self) -> None:
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            raise ValueError(f"patch_size must be three positive ints (p_t, p_h, p_w), got {self.patch_size}")
+        if self.attention_layout not in LAYOUTS:
+            raise ValueError(f"attention_layout must be one of {LAYOUTS}, got {self.attention_layout!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} must be even for rotary positions")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+DIT_PRESETS: dict[str, DiTConfig] = {
+    # The released Wan 2.1 text-to-video transformers (umT5-XXL text features of width 4096).
+    "wan2.1-t2v-1.3B": DiTConfig(hidden_size=1536, depth=30, num_heads=12, ffn_dim=8960),
+    "wan2.1-t2v-14B": DiTConfig(hidden_size=5120, depth=40, num_heads=40, ffn_dim=13824),
+    # Small models for our sprites world (text width of models.text_encoder's "sprites" preset).
+    "sprites-s": DiTConfig(
+        hidden_size=384, depth=8, num_heads=6, ffn_dim=1536, text_dim=256, frequency_dim=128
+    ),
+    "sprites-s-factorized": DiTConfig(
+        hidden_size=384,
+        depth=8,
+        num_heads=6,
+        ffn_dim=1536,
+        text_dim=256,
+        frequency_dim=128,
+        attention_layout="factorized",
+    ),
+    # Tiny shapes for tests.
+    "test-tiny": DiTConfig(
+        in_channels=4,
+        out_channels=4,
+        hidden_size=32,
+        depth=2,
+        num_heads=2,
+        ffn_dim=64,
+        text_dim=24,
+        frequency_dim=16,
+    ),
+    "test-tiny-factorized": DiTConfig(
+        in_channels=4,
+        out_channels=4,
+        hidden_size=32,
+        depth=2,
+        num_heads=2,
+        ffn_dim=64,
+        text_dim=24,
+        frequency_dim=16,
+        attention_layout="factorized",
+    ),
+}
+
+
+def dit_config(name: str, **overrides) -> DiTConfig:
+    """A named preset, optionally with some fields replaced (``dit_config("sprites-s", in_channels=8)``)."""
+    if name not in DIT_PRESETS:
+        raise KeyError(f"unknown DiT preset {name!r}; known presets: {sorted(DIT_PRESETS)}")
+    return dataclasses.replace(DIT_PRESETS[name], **overrides)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: ``x * (1 + scale) + shift`` in one fused pass; ``shift``/``scale`` are ``[B, 1, D]``."""
+    return torch.addcmul(shift, x, 1 + scale)
+
+
+def add_gated(x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Residual ``x + gate * y``; in place when no graph is being recorded (saves a copy per block)."""
+    if torch.is_grad_enabled():
+        return torch.addcmul(x, gate, y)
+    return x.addcmul_(gate, y)
+
+
+def _rms_norm(dim: int, eps: float, enabled: bool) -> nn.Module:
+    return nn.RMSNorm(dim, eps=eps) if enabled else nn.Identity()
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with fused q/k/v, RMS qk-norm (over all heads) and rotary positions."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.norm_q = _rms_norm(dim, eps, qk_norm)
+        self.norm_k = _rms_norm(dim, eps, qk_norm)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, backend: str) -> torch.Tensor:
+        """``x [B, L, D]``, ``rope [L, head_dim / 2]`` complex -> ``[B, L, D]``."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q = apply_rotary(self.norm_q(q).unflatten(-1, (self.num_heads, -1)), rope)
+        k = apply_rotary(self.norm_k(k).unflatten(-1, (self.num_heads, -1)), rope)
+        v = v.unflatten(-1, (self.num_heads, -1))
+        out = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), backend=backend)
+        return self.out(out.transpose(1, 2).reshape(b, n, d))
+
+
+class CrossAttention(nn.Module):
+    """Attention from the video tokens to the (projected) text tokens, honouring the text padding mask."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.norm_q = _rms_norm(dim, eps, qk_norm)
+        self.norm_k = _rms_norm(dim, eps, qk_norm)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None, backend: str
+    ) -> torch.Tensor:
+        """``x [B, L, D]``, ``context [B, L_text, D]``, ``mask`` bool ``[B, 1, 1, L_text]`` or None."""
+        b, n, d = x.shape
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        k, v = self.kv(context).chunk(2, dim=-1)
+        k = self.norm_k(k).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        v = v.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+        out = attention(q, k, v, backend=backend, mask=mask)
+        return self.out(out.transpose(1, 2).reshape(b, n, d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+@dataclass
+class TokenGrid:
+    """Where the ``B x T*H*W`` tokens sit, and the rotary tables the blocks need for that grid."""
+
+    batch: int
+    frames: int
+    height: int
+    width: int
+    rope: dict[str, torch.Tensor]  # axes ("thw" | "hw" | "t") -> [L, head_dim / 2] complex
+
+
+class DiTBlock(nn.Module):
+    """Self-attention (full or spatial + temporal), cross-attention, MLP; adaLN-modulated and gated."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        dim, heads, eps = config.hidden_size, config.num_heads, config.eps
+        self.factorized = config.attention_layout == "factorized"
+        self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(dim, heads, config.qk_norm, eps)
+        if self.factorized:
+            self.temporal_norm = nn.LayerNorm(dim, eps=eps)
+            self.temporal_attn = SelfAttention(dim, heads, config.qk_norm, eps)
+            # Zero gate: the temporal branch adds nothing until training opens it.
+            self.temporal_gate = nn.Parameter(torch.zeros(dim))
+        self.cross_norm = nn.LayerNorm(dim, eps=eps) if config.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(dim, heads, config.qk_norm, eps)
+        self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.ffn = FeedForward(dim, config.ffn_dim)
+        # Per-block offsets added to the shared time projection: shift, scale, gate (attention), then (MLP).
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None,
+        time_mod: torch.Tensor,
+        grid: TokenGrid,
+        backend: str,
+    ) -> torch.Tensor:
+        shift, scale, gate, mlp_shift, mlp_scale, mlp_gate = (
+            (self.modulation + time_mod).unsqueeze(2).unbind(1)
+        )
+
+        h = modulate(self.norm1(x), shift, scale)
+        if self.factorized:
+            x = add_gated(x, gate, self._spatial_attention(h, grid, backend))
+            x = add_gated(
+                x, self.temporal_gate, self._temporal_attention(self.temporal_norm(x), grid, backend)
+            )
+        else:
+            x = add_gated(x, gate, self.self_attn(h, grid.rope["thw"], backend))
+
+        x = x + self.cross_attn(self.cross_norm(x), context, context_mask, backend)
+
+        h = modulate(self.norm2(x), mlp_shift, mlp_scale)
+        return add_gated(x, mlp_gate, self.ffn(h))
+
+    def _spatial_attention(self, h: torch.Tensor, grid: TokenGrid, backend: str) -> torch.Tensor:
+        b, t, s = grid.batch, grid.frames, grid.height * grid.width
+        out = self.self_attn(h.reshape(b * t, s, -1), grid.rope["hw"], backend)
+        return out.reshape(b, t * s, -1)
+
+    def _temporal_attention(self, h: torch.Tensor, grid: TokenGrid, backend: str) -> torch.Tensor:
+        b, t, s = grid.batch, grid.frames, grid.height * grid.width
+        per_location = h.reshape(b, t, s, -1).transpose(1, 2).reshape(b * s, t, -1)
+        out = self.temporal_attn(per_location, grid.rope["t"], backend)
+        return out.reshape(b, s, t, -1).transpose(1, 2).reshape(b, t * s, -1)
+
+
+class FinalLayer(nn.Module):
+    """Norm, modulation by the time embedding (shift, scale), projection back to patch pixels."""
+
+    def __init__(self, dim: int, out_features: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.linear = nn.Linear(dim, out_features)
+
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.modulation + time_emb.unsqueeze(1)).unsqueeze(2).unbind(1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class VideoDiT(nn.Module):
+    """``model(x [B,C,T,H,W], timestep [B] (0..1000), context [B,L,D_text], context_mask [B,L] | None)``.
+
+    Returns the raw prediction ``[B, C_out, T, H, W]`` in ``x``'s dtype. ``attention_backend`` is a plain
+    attribute (``"auto"``, ``"sdpa"``, ...) handed to ``cuda_ext.dispatch.attention``; loaders set it.
+    """
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config
+        self.attention_backend = "auto"
+        self.gradient_checkpointing = False
+        dim = config.hidden_size
+        self.patch_embed = PatchEmbed3D(config.in_channels, dim, config.patch_size)
+        self.time_embed = TimestepEmbedder(config.frequency_dim, dim)
+        # The shared projection of the time embedding to every block's 6 modulation vectors.
+        self.time_modulation = nn.Linear(dim, 6 * dim)
+        self.text_embed = TextProjection(config.text_dim, dim)
+        self.rope = RotaryEmbedding3D(config.head_dim, config.rope_theta)
+        self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
+        self.final_layer = FinalLayer(dim, config.out_channels * math.prod(config.patch_size), config.eps)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier linears, zero biases; zero time projection and output layer so training starts calm."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        proj = self.patch_embed.proj
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+        nn.init.zeros_(proj.bias)
+        nn.init.normal_(self.time_embed.fc1.weight, std=0.02)
+        nn.init.normal_(self.time_embed.fc2.weight, std=0.02)
+        nn.init.zeros_(self.time_modulation.weight)
+        nn.init.zeros_(self.final_layer.linear.weight)
+
+    # -- parameter groups for the image-then-video (VideoLDM) training schedule --------------------
+    def temporal_parameters(self) -> list[nn.Parameter]:
+        """The temporal branch of every block (empty for the full layout)."""
+        return [p for name, p in self.named_parameters() if _is_temporal(name)]
+
+    def spatial_parameters(self) -> list[nn.Parameter]:
+        """Everything that is not temporal: what an image-only (T=1) phase trains."""
+        return [p for name, p in self.named_parameters() if not _is_temporal(name)]
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        cfg = self.config
+        timestep, context, context_mask = self._check_inputs(x, timestep, context, context_mask)
+        dtype = self.patch_embed.proj.weight.dtype
+        b, _, t, h, w = x.shape
+        pt, ph, pw = cfg.patch_size
+        grid = TokenGrid(b, t // pt, h // ph, w // pw, rope={})
+        shape = (grid.frames, grid.height, grid.width)
+        for axes in ("hw", "t") if cfg.attention_layout == "factorized" else ("thw",):
+            grid.rope[axes] = self.rope(shape, axes, x.device)
+
+        tokens = self.patch_embed(x.to(dtype))
+        time_emb = self.time_embed(timestep)
+        time_mod = self.time_modulation(F.silu(time_emb)).unflatten(1, (6, cfg.hidden_size))
+        context = self.text_embed(context.to(dtype))
+
+        backend = self.attention_backend
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(
+                    block, tokens, context, context_mask, time_mod, grid, backend, use_reentrant=False
+                )
+            else:
+                tokens = block(tokens, context, context_mask, time_mod, grid, backend)
+
+        tokens = self.final_layer(tokens, time_emb)
+        return unpatchify(tokens, shape, cfg.patch_size, cfg.out_channels).to(x.dtype)
+
+    def _check_inputs(
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor | float,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validate shapes with messages that say what to fix; broadcast batch-1 inputs; shape the mask."""
+        cfg = self.config
+        if x.ndim != 5:
+            raise ValueError(f"DiT input must be [B, C, T, H, W], got shape {tuple(x.shape)}")
+        b, c, t, h, w = x.shape
+        if c != cfg.in_channels:
+            raise ValueError(
+                f"DiT expects {cfg.in_channels} latent channels, got {c}: the latent comes from another VAE family"
+            )
+        for size, p, axis in zip((t, h, w), cfg.patch_size, ("frames T", "height H", "width W")):
+            if size % p:
+                raise ValueError(
+                    f"latent {axis}={size} is not divisible by the patch size {p} (patch {cfg.patch_size}); "
+                    f"pick a video size whose latent is a multiple of the patch"
+                )
+        timestep = torch.as_tensor(timestep, device=x.device)
+        if timestep.ndim == 0 or timestep.numel() == 1:
+            timestep = timestep.reshape(1).expand(b)
+        if timestep.shape != (b,):
+            raise ValueError(f"timestep must be [B]={b} values, got shape {tuple(timestep.shape)}")
+        if context.ndim != 3 or context.shape[-1] != cfg.text_dim:
+            raise ValueError(
+                f"text context must be [B, L, {cfg.text_dim}], got {tuple(context.shape)}: "
+                f"the conditioning comes from a text encoder this DiT was not trained with"
+            )
+        if context.shape[0] != b:
+            if context.shape[0] != 1:
+                raise ValueError(f"context batch {context.shape[0]} does not match the latent batch {b}")
+            context = context.expand(b, -1, -1)
+        if context_mask is None:
+            return timestep, context, None
+        if context_mask.shape[-1] != context.shape[1] or context_mask.ndim != 2:
+            raise ValueError(
+                f"context_mask must be [B, L]=[{b}, {context.shape[1]}], got {tuple(context_mask.shape)}"
+            )
+        context_mask = context_mask.to(device=x.device, dtype=torch.bool)
+        if context_mask.shape[0] != b:
+            if context_mask.shape[0] != 1:
+                raise ValueError(
+                    f"context_mask batch {context_mask.shape[0]} does not match the latent batch {b}"
+                )
+            context_mask = context_mask.expand(b, -1)
+        valid = context_mask.sum(dim=1).tolist()
+        if min(valid) == 0:
+            raise ValueError(
+                "context_mask has a row with no True entry: every prompt needs at least one token"
+            )
+        if min(valid) == context.shape[1]:
+            return timestep, context, None  # nothing masked: let attention take its fastest path
+        return timestep, context, context_mask[:, None, None, :]
+
+
+def _is_temporal(name: str) -> bool:
+    return ".temporal_" in name

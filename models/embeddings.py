@@ -1,0 +1,88 @@
+"""Input embeddings of the video DiT: patches, timesteps and text, each a small module with one job."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_sinusoid(timestep: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """``[B] -> [B, dim]`` float32 ``[cos(t * f_i), sin(t * f_i)]`` with ``f_i = max_period^(-i / (dim/2))``.
+
+    Cosines first, as Wan orders them; computed in float32 because ``t`` reaches 1000, where half
+    precision would blur neighbouring steps together.
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        torch.arange(half, dtype=torch.float32, device=timestep.device) * (-math.log(max_period) / half)
+    )
+    args = timestep.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoid of the (continuous) timestep, then Linear -> SiLU -> Linear."""
+
+    def __init__(self, frequency_dim: int, hidden_size: int):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.fc1 = nn.Linear(frequency_dim, hidden_size)
+        self.fc2 = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        freq = timestep_sinusoid(timestep, self.frequency_dim).to(self.fc1.weight.dtype)
+        return self.fc2(F.silu(self.fc1(freq)))
+
+
+class TextProjection(nn.Module):
+    """Maps text-encoder features to the model width: Linear -> GELU(tanh) -> Linear."""
+
+    def __init__(self, text_dim: int, hidden_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(text_dim, hidden_size)
+        self.fc2 = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(context), approximate="tanh"))
+
+
+def patchify(x: torch.Tensor, patch_size: tuple[int, int, int]) -> torch.Tensor:
+    """``[B, C, T, H, W] -> [B, T'*H'*W', p_t*p_h*p_w*C]``: tokens in (t, h, w) order, channel fastest."""
+    b, c, t, h, w = x.shape
+    pt, ph, pw = patch_size
+    x = x.reshape(b, c, t // pt, pt, h // ph, ph, w // pw, pw).permute(0, 2, 4, 6, 3, 5, 7, 1)
+    return x.reshape(b, (t // pt) * (h // ph) * (w // pw), pt * ph * pw * c)
+
+
+def unpatchify(
+    tokens: torch.Tensor, grid: tuple[int, int, int], patch_size: tuple[int, int, int], channels: int
+) -> torch.Tensor:
+    """Inverse of :func:`patchify`: ``[B, T'*H'*W', p_t*p_h*p_w*C] -> [B, C, T'*p_t, H'*p_h, W'*p_w]``."""
+    b = tokens.shape[0]
+    gt, gh, gw = grid
+    pt, ph, pw = patch_size
+    x = tokens.reshape(b, gt, gh, gw, pt, ph, pw, channels).permute(0, 7, 1, 4, 2, 5, 3, 6)
+    return x.reshape(b, channels, gt * pt, gh * ph, gw * pw)
+
+
+class PatchEmbed3D(nn.Module):
+    """Cuts ``[B, C, T, H, W]`` into non-overlapping ``p_t x p_h x p_w`` patches, each -> a ``hidden_size`` token.
+
+    The weight is a Conv3d's (kernel = stride = patch) so checkpoints map one to one, but the forward runs
+    it as one matmul over gathered patches: that copies only the small input, where a convolution would
+    then have to transpose the much wider ``[B, hidden, L]`` output into tokens.
+    """
+
+    def __init__(self, in_channels: int, hidden_size: int, patch_size: tuple[int, int, int]):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.proj = nn.Conv3d(in_channels, hidden_size, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, T, H, W] -> [B, T' * H' * W', hidden]`` tokens in (t, h, w) order."""
+        # Conv weight [D, C, pt, ph, pw] reordered to patchify's (pt, ph, pw, C) order: a tiny copy.
+        weight = self.proj.weight.permute(0, 2, 3, 4, 1).flatten(1)
+        return F.linear(patchify(x, self.patch_size), weight, self.proj.bias)
