@@ -1,0 +1,231 @@
+"""Memory-bounded encode and decode: temporal chunks carrying the causal caches, optional spatial tiles.
+
+Results equal the whole-clip ones (up to float rounding) for any chunk size, because every temporal
+operation of the VAE is causal and its past frames travel in a :class:`StreamCache`.
+
+Entry points for nodes: :func:`encode_video` and :func:`decode_video`. They also accept another family's
+VAE object (e.g. CogVideoX): its ``iter_decode(z, chunk_frames)`` (consecutive video chunks) and
+``encode(video, chunk_frames)`` are used when present, else plain ``decode(z)`` / ``encode(video)``;
+tiles still work through :func:`vae.tiling.decode_tiled`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from collections.abc import Iterator
+
+import torch
+
+from ..runtime.progress import Progress
+from .autoencoder import CausalVAE
+from .causal_conv import StreamCache
+from .networks import Stage
+from .posterior import DiagonalGaussian
+from .tiling import decode_tiled, tile_count
+
+log = logging.getLogger(__name__)
+
+
+def _placement(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(module.parameters())
+    return param.device, param.dtype
+
+
+def _chunks(frames: int, chunk_frames: int | None) -> list[tuple[int, int]]:
+    if chunk_frames is not None and chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1 (or None for the whole clip), got {chunk_frames}")
+    step = frames if chunk_frames is None else chunk_frames
+    return [(start, min(start + step, frames)) for start in range(0, frames, step)]
+
+
+# -- frame counts ------------------------------------------------------------------------------------
+def pad_frames(video: torch.Tensor, temporal_factor: int) -> tuple[torch.Tensor, int]:
+    """Repeat the last frame of ``[B, C, T, H, W]`` until ``T = 1 + k * temporal_factor``.
+
+    Returns the padded video and the number of frames added (decode, then trim that many at the end).
+    """
+    frames = video.shape[2]
+    missing = (-(frames - 1)) % temporal_factor
+    if missing:
+        video = torch.cat([video, video[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
+    return video, missing
+
+
+# -- encode ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def stream_encode(
+    vae: CausalVAE, video: torch.Tensor, chunk_frames: int | None, progress: Progress | None = None
+) -> DiagonalGaussian:
+    """Posterior of ``video`` (valid length), encoding ``chunk_frames`` input frames at a time."""
+    vae.check_video(video)
+    device, dtype = _placement(vae)
+    cache = StreamCache()
+    parameters = []
+    for start, stop in _chunks(video.shape[2], chunk_frames):
+        encoded = vae.encoder(video[:, :, start:stop].to(device, dtype), cache)
+        parameters.append(vae.quant_conv(encoded).float().to(video.device))
+        if progress is not None:
+            progress.update()
+    return DiagonalGaussian(torch.cat(parameters, dim=2))
+
+
+@torch.no_grad()
+def encode_video(
+    vae: torch.nn.Module,
+    video: torch.Tensor,
+    chunk_frames: int | None = None,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Video ``[B, 3, T, H, W]`` in [-1, 1] → raw latent ``[B, C, T', H/f, W/f]`` (float32, on video's device).
+
+    A length that is not ``1 + k * temporal_factor`` is padded by repeating the last frame (logged); the
+    decoded clip then has the padded length, trim it to ``T``. ``chunk_frames`` input frames are encoded at
+    a time (None: the whole clip at once). ``sample`` draws from the posterior instead of taking its mean.
+    """
+    video, added = pad_frames(video, vae.temporal_factor)
+    if added:
+        log.info(
+            "VAE encode: %d frames is not 1 + %d*k; repeated the last frame %d time(s) -> %d frames "
+            "(trim the decoded clip to %d)",
+            video.shape[2] - added,
+            vae.temporal_factor,
+            added,
+            video.shape[2],
+            video.shape[2] - added,
+        )
+    chunks = _chunks(video.shape[2], chunk_frames)
+    with Progress(len(chunks), "VAE encode") as progress:
+        if isinstance(vae, CausalVAE):
+            posterior = stream_encode(vae, video, chunk_frames, progress)
+            z = posterior.sample(generator) if sample else posterior.mean
+        else:
+            _check_spatial(vae, video)
+            device, dtype = _placement(vae)
+            x = video.to(device, dtype)
+            z = vae.encode(x, chunk_frames) if _takes_chunks(vae.encode) else vae.encode(x)
+            if sample:
+                log.warning("VAE encode: sampling is only supported for our causal VAE; returned the mean")
+            progress.update(len(chunks))
+    return z.float().to(video.device)
+
+
+def _takes_chunks(method: object) -> bool:
+    try:
+        return "chunk_frames" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_spatial(vae: torch.nn.Module, video: torch.Tensor) -> None:
+    f = vae.spatial_factor
+    h, w = video.shape[-2:]
+    if h % f or w % f:
+        raise ValueError(
+            f"VAE needs height and width divisible by {f}, got {h}x{w}; resize or crop the frames"
+        )
+
+
+# -- decode ------------------------------------------------------------------------------------------
+def _depth_first(stages: list[Stage], x: torch.Tensor, cache: StreamCache, max_frames: int) -> Iterator:
+    """Run ``x`` through ``stages``, handing each stage's output to the next ``max_frames`` frames at a
+    time, depth first: only one piece per resolution is alive, so the high-resolution stages (where the
+    temporal upsampling has multiplied the frames) never hold a whole chunk."""
+    y = stages[0](x, cache)
+    if len(stages) == 1:
+        yield y
+        return
+    for piece in y.split(max_frames, dim=2):
+        yield from _depth_first(stages[1:], piece, cache, max_frames)
+
+
+@torch.no_grad()
+def iter_decode(
+    vae: CausalVAE, z: torch.Tensor, chunk_frames: int | None = 1, progress: Progress | None = None
+) -> Iterator[torch.Tensor]:
+    """Decode raw latent ``z`` in causal chunks of ``chunk_frames`` latent frames (None: all at once).
+
+    Yields consecutive clamped video chunks (compute device and dtype). Working memory depends on the
+    chunk size and resolution, not on the clip length.
+    """
+    device, dtype = _placement(vae)
+    cache = StreamCache()
+    stages = vae.decoder.stages()
+    frames = z.shape[2]
+    max_frames = sys.maxsize if chunk_frames is None else chunk_frames
+    for start, stop in _chunks(frames, chunk_frames):
+        x = vae.post_quant_conv(z[:, :, start:stop].to(device, dtype))
+        for piece in _depth_first(stages, x, cache, max_frames):
+            yield piece.clamp_(-1.0, 1.0)
+        if progress is not None:
+            progress.update()
+
+
+@torch.no_grad()
+def decode_video(
+    vae: torch.nn.Module,
+    z: torch.Tensor,
+    chunk_frames: int | None = 1,
+    tile: tuple[int, int] | None = None,
+    tile_overlap: int = 32,
+    num_frames: int | None = None,
+    output_device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Raw latent ``[B, C, T', h, w]`` → video ``[B, 3, 1 + tf*(T'-1), h*f, w*f]`` float32 in [-1, 1].
+
+    ``chunk_frames``: latent frames per causal chunk (None: whole clip in one pass). ``tile``: optional
+    ``(height, width)`` of spatial tiles in output pixels, blended over ``tile_overlap`` pixels (both are
+    rounded down to multiples of the spatial factor). ``num_frames`` trims the result (e.g. to undo the
+    padding of :func:`encode_video`). The output is built on ``output_device`` (default: ``z``'s device),
+    so a GPU decode of a long clip only holds one chunk on the GPU.
+    """
+    if z.ndim != 5 or z.shape[1] != vae.latent_channels:
+        raise ValueError(f"expected a latent [B, {vae.latent_channels}, T, h, w], got {tuple(z.shape)}")
+    f, tf = vae.spatial_factor, vae.temporal_factor
+    b, _, frames, height, width = z.shape
+    out_device = z.device if output_device is None else torch.device(output_device)
+    ours = isinstance(vae, CausalVAE)
+    chunk_count = len(_chunks(frames, chunk_frames)) if ours else 1
+
+    def decode_chunks(z_part: torch.Tensor, progress: Progress) -> Iterator[torch.Tensor]:
+        if ours:
+            yield from iter_decode(vae, z_part, chunk_frames, progress)
+            return
+        device, dtype = _placement(vae)
+        z_part = z_part.to(device, dtype)
+        if hasattr(vae, "iter_decode"):  # another family's chunked decoder (e.g. CogVideoX)
+            yield from vae.iter_decode(z_part, chunk_frames)
+        else:
+            yield vae.decode(z_part)
+        progress.update()
+
+    if tile is None:
+        with Progress(chunk_count, "VAE decode") as progress:
+            if not ours:  # its frame count is its own business
+                out = torch.cat([p.float().to(out_device) for p in decode_chunks(z, progress)], dim=2)
+            else:
+                out = torch.empty(b, 3, vae.video_frames(frames), height * f, width * f, device=out_device)
+                written = 0
+                for piece in decode_chunks(z, progress):
+                    out[:, :, written : written + piece.shape[2]] = piece
+                    written += piece.shape[2]
+                if written != out.shape[2]:
+                    raise RuntimeError(f"decoder produced {written} frames, expected {out.shape[2]}")
+    else:
+        tile_latent = (tile[0] // f, tile[1] // f)
+        overlap_latent = tile_overlap // f
+        if min(tile_latent) < 1 or overlap_latent >= min(tile_latent):
+            raise ValueError(
+                f"tile {tile} px with overlap {tile_overlap} px: tiles must be at least {f} px and larger "
+                f"than the overlap (spatial factor {f})"
+            )
+        out_frames = vae.video_frames(frames) if hasattr(vae, "video_frames") else 1 + tf * (frames - 1)
+        out = torch.empty(b, 3, out_frames, height * f, width * f, device=out_device)
+        tiles = tile_count(height, width, tile_latent, overlap_latent)
+        with Progress(tiles * chunk_count, "VAE decode (tiled)") as progress:
+            decode_tiled(
+                lambda z_tile: decode_chunks(z_tile, progress), z, out, f, tile_latent, overlap_latent
+            )
+    return out if num_frames is None else out[:, :, :num_frames]
