@@ -1,5 +1,9 @@
-"""Attention backends for the DiT: our compiled CUDA kernel, sageattention, PyTorch SDPA."""
+"""Attention backends for the DiT: our compiled CUDA kernel, sageattention, PyTorch SDPA.
 
-from .dispatch import BACKENDS, attention
+Importing is cheap: nothing is compiled or loaded until a CUDA call needs the kernel
+(or ``python -m videocascade.cuda_ext build`` builds it ahead of time).
+"""
 
-__all__ = ["BACKENDS", "attention"]
+from .dispatch import BACKENDS, AttentionBackendError, attention, choose_backend
+
+__all__ = ["BACKENDS", "AttentionBackendError", "attention", "choose_backend"]

@@ -24,6 +24,10 @@
 
 #include "attention_fwd.h"
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "attention_fwd.cu needs sm_80 or newer (cp.async, ldmatrix, bf16 mma.sync)"
+#endif
+
 namespace videocascade {
 namespace {
 
