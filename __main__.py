@@ -55,16 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    node_classes: dict[str, type] | None = None,
+    display_names: dict[str, str] | None = None,
+) -> int:
+    """Parse ``argv`` and run the command; ``node_classes`` defaults to the pack's own nodes."""
     args = build_parser().parse_args(argv)
+    nodes = {"node_classes": node_classes, "display_names": display_names}
     if args.command == "run":
-        return commands.run_command(args.workflow, args.overrides, args.output_dir, verbose=args.verbose)
+        return commands.run_command(
+            args.workflow, args.overrides, args.output_dir, verbose=args.verbose, **nodes
+        )
     if args.command == "validate":
-        return commands.validate_command(args.workflow, args.overrides)
+        return commands.validate_command(args.workflow, args.overrides, **nodes)
     if args.command == "api":
-        return commands.export_api_command(args.workflow, args.output, args.overrides)
+        return commands.export_api_command(args.workflow, args.output, args.overrides, **nodes)
     if args.command == "nodes":
-        return commands.nodes_command(as_json=args.json)
+        return commands.nodes_command(as_json=args.json, **nodes)
     raise AssertionError(args.command)
 
 

@@ -64,7 +64,9 @@ def describe_nodes(
 
 def _input_line(entry: dict[str, Any]) -> str:
     text = entry["type"]
-    if entry.get("widget"):
+    if not entry.get("widget"):
+        text += " (link)"
+    else:
         if entry["type"] == "COMBO":
             choices = entry.get("choices") or []
             shown = ", ".join(str(c) for c in choices[:8]) + (", ..." if len(choices) > 8 else "")
