@@ -22,7 +22,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 # Object colours: saturated or bright, far apart in RGB (nearest pair: red/orange at 0.42) and far from
 # every background tone (nearest: green/grey at 0.53), so a frame's colour can be measured back.
@@ -176,18 +178,20 @@ class SpriteSpec:
         if not self.size > 0:
             raise ValueError(f"sprite size must be > 0 (a fraction of min(height, width)), got {self.size}")
 
-    def center_at(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Centre (x, y) in frame fractions at times ``t`` (seconds)."""
+    def center_at(self, t: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Centre (x, y) in frame fractions at times ``t`` (seconds), float64 arrays."""
+        t = _as_times(t)
         dx, dy = MOTION_DIRECTIONS[self.motion]
         return self.x + dx * self.speed * t, self.y + dy * self.speed * t
 
-    def size_at(self, t: torch.Tensor) -> torch.Tensor:
-        """Size (radius, min(H, W) fractions) at times ``t`` (seconds)."""
+    def size_at(self, t: ArrayLike) -> np.ndarray:
+        """Size (radius, min(H, W) fractions) at times ``t`` (seconds), a float64 array."""
+        t = _as_times(t)
         if self.motion == "grow":
             return self.size + self.speed * t
         if self.motion == "shrink":
-            return (self.size - self.speed * t).clamp_min(MIN_SIZE)
-        return torch.full_like(t, self.size)
+            return np.maximum(self.size - self.speed * t, MIN_SIZE)
+        return np.full_like(t, self.size)
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,7 @@ class ClipSpec:
 
 
 def frame_times(num_frames: int, fps: float) -> torch.Tensor:
-    """Times (seconds) of the frames of a clip: frame ``i`` shows ``i / fps``."""
+    """Times (seconds) of the frames of a clip, float64 [N]: frame ``i`` shows ``i / fps``."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if not fps > 0:
@@ -253,49 +257,54 @@ def frame_times(num_frames: int, fps: float) -> torch.Tensor:
     return torch.arange(num_frames, dtype=torch.float64) / float(fps)
 
 
-def _pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel-centre coordinates in pixels: xs [1, 1, W], ys [1, H, 1]."""
-    xs = (torch.arange(width, dtype=torch.float32) + 0.5).view(1, 1, width)
-    ys = (torch.arange(height, dtype=torch.float32) + 0.5).view(1, height, 1)
-    return xs, ys
+# The renderer works in numpy: every array is small (one clip), and numpy's single-threaded elementwise
+# kernels stay fast when data-loader workers or other jobs share the cores, where torch's intra-op threads
+# can be ten times slower. Results are handed back as torch tensors.
 
 
-def _coverage(signed_distance: torch.Tensor) -> torch.Tensor:
+def _as_times(t: ArrayLike) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=np.float64).reshape(-1)
+
+
+def _coverage(signed_distance: np.ndarray) -> np.ndarray:
     """Fraction of a pixel covered by the inside of a shape whose edge is ``signed_distance`` px away."""
-    return (0.5 - signed_distance).clamp_(0.0, 1.0)
+    return np.clip(0.5 - signed_distance, 0.0, 1.0)
 
 
-def _sd_box(px: torch.Tensor, py: torch.Tensor, half_w: torch.Tensor, half_h: torch.Tensor) -> torch.Tensor:
+def _sd_box(px: np.ndarray, py: np.ndarray, half_w: np.ndarray, half_h: np.ndarray) -> np.ndarray:
     """Exact signed distance to an axis-aligned box centred at the origin."""
-    qx = px.abs() - half_w
-    qy = py.abs() - half_h
-    outside = torch.sqrt(qx.clamp_min(0.0) ** 2 + qy.clamp_min(0.0) ** 2)
-    inside = torch.maximum(qx, qy).clamp_max(0.0)
+    qx = np.abs(px) - half_w
+    qy = np.abs(py) - half_h
+    outside = np.sqrt(np.maximum(qx, 0.0) ** 2 + np.maximum(qy, 0.0) ** 2)
+    inside = np.minimum(np.maximum(qx, qy), 0.0)
     return outside + inside
 
 
-def _sd_star(px: torch.Tensor, py: torch.Tensor, r_tip: torch.Tensor, inner: float, points: int = 5):
+def _sd_star(px: np.ndarray, py: np.ndarray, r_tip: np.ndarray, inner: float, points: int = 5) -> np.ndarray:
     """Signed distance to a star with one point up, tips at ``r_tip`` and inner corners at ``inner * r_tip``.
 
     Reflecting across the star's mirror lines folds every point into the wedge between the up axis and the
     first inner corner (distances are unchanged); there the boundary is one segment, tip to inner corner.
     """
-    u, v = px.abs(), -py  # v points up; the star is symmetric about the up axis
+    u, v = np.abs(px), -py  # v points up; the star is symmetric about the up axis
+    u, v = np.broadcast_arrays(u, v)
     wedge = math.pi / points
     for j in range(points - 1, 0, -1):
         # Mirror line at angle j * wedge from the up axis; its normal points toward larger angles.
         nx, ny = math.cos(j * wedge), -math.sin(j * wedge)
-        d = (u * nx + v * ny).clamp_min(0.0)
-        u, v = u - 2.0 * d * nx, v - 2.0 * d * ny
+        d = np.maximum(u * nx + v * ny, 0.0)
+        u, v = u - (2.0 * nx) * d, v - (2.0 * ny) * d
     ex, ey = inner * math.sin(wedge), inner * math.cos(wedge) - 1.0  # tip -> inner corner, per unit r_tip
     wx, wy = u, v - r_tip
-    h = ((wx * ex + wy * ey) / (r_tip * (ex * ex + ey * ey))).clamp(0.0, 1.0)
-    dist = torch.sqrt((wx - ex * r_tip * h) ** 2 + (wy - ey * r_tip * h) ** 2)
+    h = np.clip((wx * ex + wy * ey) / (r_tip * (ex * ex + ey * ey)), 0.0, 1.0)
+    dist = np.sqrt((wx - ex * r_tip * h) ** 2 + (wy - ey * r_tip * h) ** 2)
     # The centre lies on the negative side of the tip -> corner segment.
-    return torch.where(ex * wy - ey * wx > 0, dist, -dist)
+    return np.where(ex * wy - ey * wx > 0, dist, -dist)
 
 
-def _sd_shape(shape: str, px: torch.Tensor, py: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+def _sd_shape(shape: str, px: np.ndarray, py: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Signed distance (pixels, negative inside) to ``shape`` of the given radius (pixels) at the origin.
 
     Shapes are scaled so that they look about equally big for one radius; none reaches past
@@ -303,74 +312,80 @@ def _sd_shape(shape: str, px: torch.Tensor, py: torch.Tensor, radius: torch.Tens
     inside and along the edges, which is all the one-pixel anti-aliasing needs.
     """
     if shape == "circle":
-        return torch.sqrt(px * px + py * py) - radius
+        return np.sqrt(px * px + py * py) - radius
     if shape == "square":
         half = 0.82 * radius
         return _sd_box(px, py, half, half)
     if shape == "triangle":
         # Equilateral, pointing up, centred on its centroid: tips at 1.12 r, edges at half that distance.
         tip = 1.12 * radius
-        return torch.maximum(py, _SIN60 * px.abs() - 0.5 * py) - 0.5 * tip
+        return np.maximum(py, _SIN60 * np.abs(px) - 0.5 * py) - 0.5 * tip
     if shape == "diamond":
         # A square standing on a corner, tips at 1.1 r.
-        return (px.abs() + py.abs() - 1.1 * radius) * _DIAG
+        return (np.abs(px) + np.abs(py) - 1.1 * radius) * _DIAG
     if shape == "star":
         return _sd_star(px, py, 1.15 * radius, 0.48)
     if shape == "cross":
         arm, thickness = 1.0 * radius, 0.36 * radius
-        return torch.minimum(_sd_box(px, py, arm, thickness), _sd_box(px, py, thickness, arm))
+        return np.minimum(_sd_box(px, py, arm, thickness), _sd_box(px, py, thickness, arm))
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _value_noise(seed: int, cell_px: float, height: int, width: int) -> torch.Tensor:
+def _value_noise(seed: int, cell_px: float, height: int, width: int) -> np.ndarray:
     """Smooth value noise in [0, 1], [H, W], on a lattice of ``cell_px`` pixels (resolution independent)."""
-    gen = torch.Generator().manual_seed(int(seed))
-    lattice = torch.rand(_NOISE_LATTICE, _NOISE_LATTICE, generator=gen, dtype=torch.float32)
-    gx = (torch.arange(width, dtype=torch.float32) + 0.5) / cell_px
-    gy = (torch.arange(height, dtype=torch.float32) + 0.5) / cell_px
-    x0, y0 = gx.floor().long(), gy.floor().long()
+    lattice = np.random.default_rng(int(seed)).random((_NOISE_LATTICE, _NOISE_LATTICE), dtype=np.float32)
+    gx = (np.arange(width, dtype=np.float32) + 0.5) / cell_px
+    gy = (np.arange(height, dtype=np.float32) + 0.5) / cell_px
+    x0, y0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
     fx, fy = gx - x0, gy - y0
-    fx = (fx * fx * (3 - 2 * fx)).view(1, -1)  # smoothstep: no visible lattice creases
-    fy = (fy * fy * (3 - 2 * fy)).view(-1, 1)
+    fx = (fx * fx * (3 - 2 * fx))[None, :]  # smoothstep: no visible lattice creases
+    fy = (fy * fy * (3 - 2 * fy))[:, None]
     x0, y0 = x0 % _NOISE_LATTICE, y0 % _NOISE_LATTICE  # the lattice tiles beyond its size
     x1, y1 = (x0 + 1) % _NOISE_LATTICE, (y0 + 1) % _NOISE_LATTICE
-    top = lattice[y0][:, x0] + (lattice[y0][:, x1] - lattice[y0][:, x0]) * fx
-    bottom = lattice[y1][:, x0] + (lattice[y1][:, x1] - lattice[y1][:, x0]) * fx
+    top = lattice[np.ix_(y0, x0)] + (lattice[np.ix_(y0, x1)] - lattice[np.ix_(y0, x0)]) * fx
+    bottom = lattice[np.ix_(y1, x0)] + (lattice[np.ix_(y1, x1)] - lattice[np.ix_(y1, x0)]) * fx
     return top + (bottom - top) * fy
 
 
-def render_background(background: BackgroundSpec, height: int, width: int) -> torch.Tensor:
-    """The static background, float32 [H, W, 3] in [0, 1]."""
+def _square_wave(coord: np.ndarray, period_px: float) -> np.ndarray:
+    """Anti-aliased 0/1 stripes of the given period (pixels) along ``coord`` (pixels)."""
+    return _coverage((np.abs((coord / period_px) % 1.0 - 0.5) - 0.25) * period_px)
+
+
+def _background_array(background: BackgroundSpec, height: int, width: int) -> np.ndarray:
     unit = float(min(height, width))  # pixels per normalised unit
-    c1 = torch.tensor(background.color, dtype=torch.float32)
-    c2 = torch.tensor(background.color2, dtype=torch.float32)
+    c1 = np.asarray(background.color, dtype=np.float32)
+    c2 = np.asarray(background.color2, dtype=np.float32)
     if background.kind == "plain":
-        return c1.expand(height, width, 3).clone()
-    xs, ys = _pixel_grid(height, width)
-    xs, ys = xs[0], ys[0]  # [1, W], [H, 1]
+        return np.broadcast_to(c1, (height, width, 3)).copy()
+    xs = (np.arange(width, dtype=np.float32) + 0.5)[None, :]
+    ys = (np.arange(height, dtype=np.float32) + 0.5)[:, None]
     period_px = background.period * unit
     angle = math.radians(background.angle)
-    if background.kind in ("stripes", "gradient"):
-        along = xs * math.cos(angle) + ys * math.sin(angle)  # pixels along the stripe normal
-        if background.kind == "gradient":
-            # One tone to the other and back, as a triangle wave of the given period.
-            phase = (along / period_px) % 2.0
-            mix = 1.0 - (phase - 1.0).abs()
-        else:
-            mix = _coverage(((along / period_px) % 1.0 - 0.5).abs() * period_px - 0.25 * period_px)
+    if background.kind == "stripes":
+        mix = _square_wave(xs * math.cos(angle) + ys * math.sin(angle), period_px)
+    elif background.kind == "gradient":
+        # One tone to the other and back, as a triangle wave of the given period.
+        phase = ((xs * math.cos(angle) + ys * math.sin(angle)) / period_px) % 2.0
+        mix = 1.0 - np.abs(phase - 1.0)
     elif background.kind == "checker":
-        a = _coverage(((xs / period_px) % 1.0 - 0.5).abs() * period_px - 0.25 * period_px)
-        b = _coverage(((ys / period_px) % 1.0 - 0.5).abs() * period_px - 0.25 * period_px)
+        a, b = _square_wave(xs, period_px), _square_wave(ys, period_px)
         mix = a + b - 2 * a * b  # soft XOR keeps the anti-aliased edges
     elif background.kind == "noise":
         mix = _value_noise(background.seed, period_px, height, width)
     else:
         raise ValueError(f"unknown background kind {background.kind!r}")
-    mix = mix.expand(height, width).unsqueeze(-1)
+    mix = np.broadcast_to(mix, (height, width))[..., None].astype(np.float32)
     return c1 + (c2 - c1) * mix
 
 
-def _object_window(obj: SpriteSpec, times: torch.Tensor, height: int, width: int):
+def render_background(background: BackgroundSpec, height: int, width: int) -> torch.Tensor:
+    """The static background, float32 [H, W, 3] in [0, 1]."""
+    _check_size(height, width)
+    return torch.from_numpy(_background_array(background, height, width))
+
+
+def _object_window(obj: SpriteSpec, times: np.ndarray, height: int, width: int):
     """Coverage of one object in a square window around it in each frame, and where the window lies.
 
     Returns ``(alpha [N, win, win], flat [N, win, win])``: ``flat`` indexes the frames flattened to
@@ -378,25 +393,25 @@ def _object_window(obj: SpriteSpec, times: torch.Tensor, height: int, width: int
     the window evaluates a few times fewer pixels than the frame for typical sizes.
     """
     unit = float(min(height, width))
-    num = times.numel()
+    num = times.size
     cx, cy = obj.center_at(times)
     cx, cy = cx * width, cy * height  # pixels, float64
-    radius = (obj.size_at(times) * unit).float().view(-1, 1, 1)
+    radius = (obj.size_at(times) * unit).astype(np.float32).reshape(-1, 1, 1)
     win = int(math.ceil(2.0 * SHAPE_EXTENT * float(radius.max()))) + 3
-    # Window origin per frame; the clamp keeps far-away objects' windows just outside the frame.
-    ox = torch.floor(cx - win / 2).clamp(-win, width).long()
-    oy = torch.floor(cy - win / 2).clamp(-win, height).long()
-    offsets = torch.arange(win)
-    cols = ox.view(-1, 1) + offsets
-    rows = oy.view(-1, 1) + offsets
-    px = (cols.double() + 0.5 - cx.view(-1, 1)).float().view(num, 1, win)
-    py = (rows.double() + 0.5 - cy.view(-1, 1)).float().view(num, win, 1)
-    alpha = _coverage(_sd_shape(obj.shape, px, py, radius))
-    cols, rows = cols.view(num, 1, win), rows.view(num, win, 1)
+    # Window origin per frame; the clip keeps far-away objects' windows just outside the frame.
+    ox = np.clip(np.floor(cx - win / 2), -win, width).astype(np.int64)
+    oy = np.clip(np.floor(cy - win / 2), -win, height).astype(np.int64)
+    offsets = np.arange(win)
+    cols = ox[:, None] + offsets  # [N, win]
+    rows = oy[:, None] + offsets
+    px = (cols + 0.5 - cx[:, None]).astype(np.float32).reshape(num, 1, win)
+    py = (rows + 0.5 - cy[:, None]).astype(np.float32).reshape(num, win, 1)
+    alpha = _coverage(_sd_shape(obj.shape, px, py, radius)).astype(np.float32)
+    cols, rows = cols.reshape(num, 1, win), rows.reshape(num, win, 1)
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    frame_start = torch.arange(num).view(-1, 1, 1) * (height * width)
-    flat = torch.where(inside, frame_start + rows * width + cols, num * height * width)
-    return alpha, flat
+    frame_start = (np.arange(num) * (height * width)).reshape(-1, 1, 1)
+    flat = np.where(inside, frame_start + rows * width + cols, num * height * width)
+    return np.broadcast_to(alpha, flat.shape), flat
 
 
 def _check_size(height: int, width: int) -> None:
@@ -404,43 +419,37 @@ def _check_size(height: int, width: int) -> None:
         raise ValueError(f"frame size must be positive, got {height}x{width}")
 
 
-@torch.no_grad()
-def render_alphas(spec: ClipSpec, times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def render_alphas(spec: ClipSpec, times: ArrayLike, height: int, width: int) -> torch.Tensor:
     """Coverage of each object, before occlusion: float32 [N, num_objects, H, W] in [0, 1]."""
     _check_size(height, width)
-    times = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
-    num = times.numel()
-    planes = []
-    for obj in spec.objects:
+    times = _as_times(times)
+    num = times.size
+    planes = np.zeros((len(spec.objects), num * height * width + 1), dtype=np.float32)
+    for i, obj in enumerate(spec.objects):
         alpha, flat = _object_window(obj, times, height, width)
-        canvas = torch.zeros(num * height * width + 1)
-        canvas[flat.reshape(-1)] = alpha.reshape(-1)
-        planes.append(canvas[:-1].view(num, height, width))
-    if not planes:
-        return torch.zeros(num, 0, height, width)
-    return torch.stack(planes, dim=1)
+        planes[i, flat.reshape(-1)] = alpha.reshape(-1)
+    planes = planes[:, :-1].reshape(len(spec.objects), num, height, width)
+    return torch.from_numpy(np.ascontiguousarray(planes.transpose(1, 0, 2, 3)))
 
 
-@torch.no_grad()
-def render_frames_at(spec: ClipSpec, times: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def render_frames_at(spec: ClipSpec, times: ArrayLike, height: int, width: int) -> torch.Tensor:
     """Frames at arbitrary times (seconds): float32 [N, H, W, 3] in [0, 1]."""
     _check_size(height, width)
-    times = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
-    num = times.numel()
+    times = _as_times(times)
+    num = times.size
     # Frames flattened to pixels, plus the spare slot that window pixels outside the frame write to.
-    pixels = torch.empty(num * height * width + 1, 3)
-    frames = pixels[:-1].view(num, height, width, 3)
-    frames.copy_(render_background(spec.background, height, width))
+    pixels = np.empty((num * height * width + 1, 3), dtype=np.float32)
+    frames = pixels[:-1].reshape(num, height, width, 3)
+    frames[:] = _background_array(spec.background, height, width)
     for obj in spec.objects:
         alpha, flat = _object_window(obj, times, height, width)
-        color = torch.tensor(COLORS[obj.color], dtype=torch.float32)
+        color = np.asarray(COLORS[obj.color], dtype=np.float32)
         region = pixels[flat]  # [N, win, win, 3], a copy
-        region += alpha.unsqueeze(-1) * (color - region)  # "over" compositing, objects in drawing order
+        region += alpha[..., None] * (color - region)  # "over" compositing, objects in drawing order
         pixels[flat] = region
-    return frames
+    return torch.from_numpy(frames)
 
 
-@torch.no_grad()
 def render_clip(spec: ClipSpec, num_frames: int, height: int, width: int, fps: float) -> torch.Tensor:
     """Render ``num_frames`` frames at ``fps``: float32 [N, H, W, 3] in [0, 1] (ComfyUI IMAGE layout)."""
     return render_frames_at(spec, frame_times(num_frames, fps), height, width)
@@ -496,10 +505,10 @@ def _sample_sprite(rng: random.Random, color: str, shape: str, motion: str, dura
 
 def _min_gap(a: SpriteSpec, b: SpriteSpec, duration: float) -> float:
     """Smallest distance between the two bounding circles over the clip (negative when they overlap)."""
-    t = torch.linspace(0.0, duration, 9, dtype=torch.float64)
+    t = np.linspace(0.0, duration, 9)
     ax, ay = a.center_at(t)
     bx, by = b.center_at(t)
-    dist = torch.sqrt((ax - bx) ** 2 + (ay - by) ** 2)
+    dist = np.sqrt((ax - bx) ** 2 + (ay - by) ** 2)
     return float((dist - SHAPE_EXTENT * (a.size_at(t) + b.size_at(t))).min())
 
 
