@@ -13,6 +13,12 @@ Names (``SCHEDULES``), each as diffusers or ComfyUI defines it so reference sett
 - ``linspace``: flow: diffusers' ``FlowMatchEulerDiscreteScheduler`` (timesteps linearly spaced from pure
   noise to the shifted training minimum, then shifted); VP: diffusers ``timestep_spacing="linspace"``.
 - ``leading`` / ``trailing``: VP only, diffusers ``timestep_spacing``.
+
+VP ``linspace`` / ``leading`` follow diffusers' DDIM-family schedulers (``DDIMScheduler``, CogVideoX's);
+its UniPC and DPM-Solver schedulers space those two slightly differently (``trailing`` is the same in all).
+Each step here lands on the next scheduled level. diffusers' DDIM-family ``step`` instead lands on
+``t - T // steps``, which is the same level for ``leading`` and for ``trailing`` when ``steps`` divides
+``T`` (CogVideoX's 50 steps), but not otherwise: there the two differ by design (at 30 steps about 1%).
 - ``karras``: Karras et al. (2022) rho=7 spacing between the family's largest and smallest noise level,
   in flow ``s`` for flow models and in ``sigma/alpha`` for VP models.
 """
