@@ -1,7 +1,7 @@
 """The command-line subcommands behind ``python -m videocascade``: they print, and return an exit code.
 
 Exit codes: 0 success; 1 a node failed while running; 2 the workflow cannot run as given (unreadable
-file, validation errors, a bad ``--set``).
+file, validation errors, a bad ``--set``); 130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .workflow import Workflow, WorkflowFormatError, api_json, load_workflow
 EXIT_OK = 0
 EXIT_NODE_FAILED = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 def _mappings(
@@ -99,6 +100,9 @@ def run_command(
     except WorkflowValidationError as e:
         print(f"error: {e}", file=err)
         return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return EXIT_INTERRUPTED
     except NodeExecutionError as e:
         print(f"error: {e}", file=err)
         if verbose:

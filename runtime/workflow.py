@@ -160,9 +160,16 @@ class _UiGraph:
                 "right-click each subgraph node > Unpack Subgraph, then save the workflow again"
             )
         self.nodes: dict[str, dict[str, Any]] = {}
+        group_nodes = set((ui.get("extra") or {}).get("groupNodes") or {})
         for node in ui["nodes"]:
             if not isinstance(node, dict) or "id" not in node or "type" not in node:
                 raise WorkflowFormatError(f"malformed node entry in the UI workflow: {str(node)[:120]}")
+            group_name = str(node["type"]).removeprefix("workflow>").removeprefix("workflow/")
+            if group_name != node["type"] and group_name in group_nodes:
+                raise WorkflowFormatError(
+                    f"node {node['id']} is a group node ('{node['type']}'), which the headless runner does not "
+                    f"expand; in ComfyUI, right-click it > Convert to nodes, then save the workflow again"
+                )
             self.nodes[str(node["id"])] = node
         self.links = _parse_links(ui)
 

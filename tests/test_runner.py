@@ -572,3 +572,11 @@ def test_deep_copy_of_prompt_is_not_mutated_by_validation():
     before = copy.deepcopy(prompt)
     validate_prompt(prompt, NODES)
     assert prompt == before
+
+
+def test_group_nodes_are_refused_clearly():
+    ui = fx.ui_graph()
+    ui["extra"]["groupNodes"] = {"Pair": {"nodes": []}}
+    ui["nodes"].append(fx._node(20, "workflow>Pair"))
+    with pytest.raises(WorkflowFormatError, match="Convert to nodes"):
+        ui_to_api(ui, NODES, NAMES)
