@@ -24,12 +24,20 @@ workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
 
 echo "check_compile: $("$nvcc" --version | grep -o 'release [0-9.]*' || echo 'nvcc')"
-status=0
+# One nvcc per architecture, in parallel: the wall time of the slowest instead of the sum.
+pids=()
 for arch in "${archs[@]}"; do
   flags=(-c -O3 --use_fast_math -std=c++17 -gencode="arch=compute_${arch},code=sm_${arch}")
   if [ "${PTXAS_INFO:-0}" = "1" ]; then flags+=(-Xptxas -v); fi
+  "$nvcc" "${flags[@]}" "$source_file" -o "$workdir/attention_fwd_sm${arch}.o" >"$workdir/sm_${arch}.log" 2>&1 &
+  pids+=($!)
+done
+
+status=0
+for i in "${!archs[@]}"; do
+  arch="${archs[$i]}"
   log="$workdir/sm_${arch}.log"
-  if "$nvcc" "${flags[@]}" "$source_file" -o "$workdir/attention_fwd_sm${arch}.o" >"$log" 2>&1; then
+  if wait "${pids[$i]}"; then
     echo "check_compile: sm_${arch} ok"
   else
     echo "check_compile: sm_${arch} FAILED" >&2
