@@ -258,7 +258,7 @@ def _load_cogvideox(
             f"{source} is a CogVideoX transformer, but CogVideoX support (models/cogvideox_dit.py) is not "
             f"available in this installation"
         )
-    model = module.cogvideox_transformer_from_state(state, config)
+    model = module.cogvideox_transformer_from_state(state, config, source=source)
     return model.to(dtype), COGVIDEOX_FAMILY
 
 
@@ -283,11 +283,7 @@ def _read_tensors(files: list[str], dtype: torch.dtype) -> dict[str, torch.Tenso
                 _check_quantization(path, f.metadata() or {}, f, keys)
                 scales = {k[: -len(s)]: k for k in keys for s in _SCALE_SUFFIXES if k.endswith(s)}
                 for key in keys:
-                    if (
-                        key == "scaled_fp8"
-                        or key.endswith(_IGNORED_SUFFIXES)
-                        or key.endswith(_SCALE_SUFFIXES)
-                    ):
+                    if _is_quantization_detail(key):
                         continue
                     tensor = f.get_tensor(key)
                     layer = key[: -len(".weight")] if key.endswith(".weight") else None
@@ -299,6 +295,11 @@ def _read_tensors(files: list[str], dtype: torch.dtype) -> dict[str, torch.Tenso
                 f"{path} could not be read ({e}); the file may be truncated or damaged -- re-download it"
             ) from e
     return state
+
+
+def _is_quantization_detail(key: str) -> bool:
+    """Keys that describe fp8 storage rather than weights: the scaled_fp8 marker, scales, configs."""
+    return key.rsplit(".", 1)[-1] == "scaled_fp8" or key.endswith(_IGNORED_SUFFIXES + _SCALE_SUFFIXES)
 
 
 def _check_quantization(path: str, metadata: dict[str, str], f, keys: list[str]) -> None:

@@ -157,6 +157,9 @@ def ours_to_wan(
 ) -> dict[str, torch.Tensor]:
     """Our (full-layout) state dict in Wan's ``layout`` names, fused projections split again."""
     column = _column(layout)
+    temporal = [k for k in state if ".temporal_" in k]
+    if temporal:
+        raise ValueError(f"a factorized-attention DiT has no Wan equivalent (keys like {temporal[:2]})")
     out: dict[str, torch.Tensor] = {}
     for row in wan_key_table(depth, qk_norm, cross_attn_norm):
         tensor = state[row[0]]
