@@ -182,7 +182,10 @@ def decode_video(
     so a GPU decode of a long clip only holds one chunk on the GPU.
     """
     if z.ndim != 5 or z.shape[1] != vae.latent_channels:
-        raise ValueError(f"expected a latent [B, {vae.latent_channels}, T, h, w], got {tuple(z.shape)}")
+        raise ValueError(
+            f"this VAE decodes latents [B, {vae.latent_channels}, T, h, w], got {tuple(z.shape)}; "
+            "is the latent from another VAE family?"
+        )
     f, tf = vae.spatial_factor, vae.temporal_factor
     b, _, frames, height, width = z.shape
     out_device = z.device if output_device is None else torch.device(output_device)
