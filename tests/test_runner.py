@@ -580,3 +580,61 @@ def test_group_nodes_are_refused_clearly():
     ui["nodes"].append(fx._node(20, "workflow>Pair"))
     with pytest.raises(WorkflowFormatError, match="Convert to nodes"):
         ui_to_api(ui, NODES, NAMES)
+
+
+# --- node helpers (nodes/base.py) ----------------------------------------------------------------------------
+
+
+def test_input_builders_match_what_the_frontend_expects():
+    from videocascade.nodes import base
+    from videocascade.runtime.schema import InputSpec
+
+    kind, options = base.seed_input()
+    spec = InputSpec("noise", kind, "required", options)
+    assert spec.has_value_control and spec.frontend_extra_widgets == 1  # one extra widgets_values entry
+    kind, options = base.link_input("STRING", "Text from another node.")
+    assert options["forceInput"] is True and not InputSpec("t", kind, "required", options).is_widget
+    kind, options = base.combo_input(["a", "b"], "Pick.", default="b")
+    assert kind == ["a", "b"] and options == {"default": "b", "tooltip": "Pick."}
+    with pytest.raises(ValueError, match="not one of"):
+        base.combo_input(["a"], "Pick.", default="z")
+    with pytest.raises(ValueError, match="needs a tooltip"):
+        base.int_input(1, 0, 2, "")
+    assert base.category("vae", "advanced") == "VideoCascade/vae/advanced"
+    # AnyType satisfies ComfyUI's own `!=` comparison of link types.
+    assert not (base.ANY != "IMAGE")
+
+
+def test_node_class_problems_and_mappings_enforce_conventions():
+    from videocascade.nodes import base
+
+    class Sloppy:
+        CATEGORY = "misc"
+        RETURN_TYPES = ["IMAGE"]
+        FUNCTION = "missing"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"x": ("INT", {"default": 1})}}
+
+    problems = base.node_class_problems("Sloppy", Sloppy)
+    assert len(problems) == 5, problems
+    assert any("start with 'VC'" in p for p in problems) and any("no tooltip" in p for p in problems)
+    with pytest.raises(TypeError, match="breaks the pack's conventions"):
+        base.node_mappings((Sloppy, "Sloppy"))
+    assert base.node_mappings((fx.VCTestSave, "Save"))[0] == {"VCTestSave": fx.VCTestSave}
+
+
+def test_ui_preview_entries_point_into_the_output_folder(tmp_path):
+    from videocascade.nodes import base
+
+    with use_output_directory(tmp_path):
+        path = next_output_path("vids/clip", "mp4")
+        result = base.ui_result((1,), **base.video_preview([path]))
+    assert result == {
+        "ui": {
+            "images": [{"filename": "clip_00001.mp4", "subfolder": "vids", "type": "output"}],
+            "animated": [True],
+        },
+        "result": (1,),
+    }
