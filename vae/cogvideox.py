@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -352,7 +353,16 @@ def cogvideox_vae_from_state(
     config = config_from_diffusers(config_dict) if config_dict else _config_from_state(state)
     with torch.device("meta"):
         model = CogVideoXVAE(config)
-    dtype = next(iter(state.values())).dtype
-    model = model.to_empty(device="cpu").to(dtype)
-    load_state_strict(model, state, source)
+    _adopt_state(model, state, source)
     return model.eval()
+
+
+def _adopt_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Check names and shapes against the meta-device ``model``, then adopt the tensors without copying
+    (peak memory of one model, not two). Floating tensors share the first weight's dtype."""
+    dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    with warnings.catch_warnings():  # loading into meta tensors is a no-op that warns
+        warnings.simplefilter("ignore")
+        load_state_strict(model, state, source)
+    model.load_state_dict(state, strict=True, assign=True)
