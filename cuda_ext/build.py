@@ -280,23 +280,30 @@ def status(device: torch.device | int | str | None = None) -> tuple[Decision, To
     return decision, tc, directory
 
 
-_REASONS: dict[int | None, str | None] = {}
+_REASONS: dict[object, str | None] = {}
 
 
 def unavailable_reason(device: torch.device | int | str | None = None) -> str | None:
-    """None when the kernel is built or can be built on first use; else why not. Cached, never compiles."""
-    index = _device_index(device) if torch.cuda.is_available() else None
-    if index not in _REASONS:
-        decision, _, _ = status(index)
-        _REASONS[index] = decision.reason if decision.state == UNAVAILABLE else None
-    return _REASONS[index]
+    """None when the kernel is built or can be built on first use; else why not.
+
+    Cached per `device` argument (the dispatcher asks on every CUDA call); never compiles.
+    """
+    try:
+        return _REASONS[device]
+    except KeyError:
+        pass
+    decision, _, _ = status(device)
+    reason = decision.reason if decision.state == UNAVAILABLE else None
+    _REASONS[device] = reason
+    return reason
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Build and load
 # ---------------------------------------------------------------------------------------------------------
 
-_MODULES: dict[str, ModuleType] = {}
+_MODULES: dict[str, ModuleType] = {}  # by module name (one per GPU architecture)
+_MODULE_FOR_DEVICE: dict[object, ModuleType] = {}  # by the `device` argument of load_extension
 
 
 @contextlib.contextmanager
@@ -389,6 +396,14 @@ def load_extension(
     device: torch.device | int | str | None = None, *, build_if_missing: bool = True
 ) -> ModuleType:
     """The extension module for `device`, compiling it first if needed. Raises ExtensionUnavailable."""
+    module = _MODULE_FOR_DEVICE.get(device)  # the per-call fast path: no file system access
+    if module is None:
+        module = _load_extension(device, build_if_missing)
+        _MODULE_FOR_DEVICE[device] = module
+    return module
+
+
+def _load_extension(device: torch.device | int | str | None, build_if_missing: bool) -> ModuleType:
     decision, tc, directory = status(device)
     if decision.state == UNAVAILABLE or directory is None:
         raise ExtensionUnavailable(decision.reason)
