@@ -462,24 +462,24 @@ def _config_from_state(state: dict[str, torch.Tensor]) -> CogVideoXTransformerCo
     Whether positions are sin-cos or rotary cannot be seen in the weights: width 1920 is the 2B (sin-cos),
     wider models are the 5B / 1.5 releases (rotary). A ``config.json`` overrides this guess.
     """
+    needed = ["patch_embed.proj.weight", "proj_out.weight", "time_embedding.linear_1.weight"]
+    absent = [k for k in needed if k not in state]
+    if absent:
+        raise CheckpointError(f"CogVideoX transformer state is truncated: missing {absent}")
     text = state["patch_embed.text_proj.weight"]
     dim, text_dim = int(text.shape[0]), int(text.shape[1])
-    proj = state.get("patch_embed.proj.weight")
-    if proj is None:
-        raise CheckpointError("CogVideoX transformer state is truncated: missing patch_embed.proj.weight")
+    proj = state["patch_embed.proj.weight"]
     preset = COGVIDEOX_2B if dim == COGVIDEOX_2B.inner_dim else COGVIDEOX_5B
     if proj.ndim == 2:
         preset = COGVIDEOX_15_5B
     head_dim = int(state["transformer_blocks.0.attn1.norm_q.weight"].shape[0])
-    layers = len({k.split(".")[1] for k in state if k.startswith("transformer_blocks.")})
+    layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks."))
     p, pt = preset.patch_size, preset.patch_size_t or 1
     if proj.ndim == 4:
         p = int(proj.shape[-1])
         in_channels = int(proj.shape[1])
     else:
         in_channels = int(proj.shape[1]) // (p * p * pt)
-    if "proj_out.weight" not in state:
-        raise CheckpointError("CogVideoX transformer state is truncated: missing proj_out.weight")
     return dataclasses.replace(
         preset,
         num_attention_heads=dim // head_dim,

@@ -132,6 +132,11 @@ def test_config_inferred_without_config_json_and_errors():
         cogvideox_transformer_from_state(broken, dict(ref.config))
     with pytest.raises(CheckpointError, match="transformer_blocks.1.extra"):
         cogvideox_transformer_from_state(broken, dict(ref.config))
+    gap = {k: v for k, v in state.items() if not k.startswith("transformer_blocks.0.ff.")}
+    with pytest.raises(CheckpointError, match=r"missing key\(s\) \[transformer_blocks\.0\.ff\.net"):
+        cogvideox_transformer_from_state(gap, None)
+    with pytest.raises(CheckpointError, match="truncated"):
+        cogvideox_transformer_from_state({k: v for k, v in state.items() if k != "proj_out.weight"}, None)
     with pytest.raises(CheckpointError, match="not a CogVideoX transformer"):
         cogvideox_transformer_from_state({"x": torch.zeros(1)}, None)
     with pytest.raises(CheckpointError, match="not supported"):

@@ -9,6 +9,10 @@ from safetensors.torch import save_file
 transformers = pytest.importorskip("transformers")
 
 from videocascade.models.t5 import (  # noqa: E402
+    T5_V1_1_XXL,
+    UMT5_XXL,
+    T5Encoder,
+    config_from_hf,
     load_t5_encoder,
     looks_like_t5_encoder,
     t5_encoder_from_state,
@@ -189,3 +193,38 @@ def test_errors_for_truncated_and_wrong_files(t5, umt5, tmp_path):
         load_t5_encoder(not_safetensors)
     with pytest.raises(CheckpointError, match="not found"):
         load_t5_encoder(tmp_path / "missing.safetensors")
+
+
+COMFY_XXL = dict(  # ComfyUI's comfy/text_encoders/{t5,umt5}_config_xxl.json
+    d_ff=10240,
+    d_kv=64,
+    d_model=4096,
+    dense_act_fn="gelu_pytorch_tanh",
+    is_gated_act=True,
+    layer_norm_epsilon=1e-06,
+    num_heads=64,
+    num_layers=24,
+    relative_attention_num_buckets=32,
+)
+
+
+@pytest.mark.parametrize("kind", ["t5", "umt5"])
+def test_real_xxl_configs_on_meta_match_transformers(kind):
+    """T5-XXL (CogVideoX) and umT5-XXL (Wan) built on the meta device: transformers' names and shapes."""
+    vocab = 32128 if kind == "t5" else 256384
+    config_cls, model_cls = (
+        (transformers.T5Config, transformers.T5EncoderModel)
+        if kind == "t5"
+        else (transformers.UMT5Config, transformers.UMT5EncoderModel)
+    )
+    hf_config = config_cls(vocab_size=vocab, feed_forward_proj="gated-gelu", **COMFY_XXL)
+    with torch.device("meta"):
+        ref = model_cls(hf_config)
+        ours = T5Encoder(config_from_hf(hf_config.to_dict()))
+    ref_shapes = {
+        k: tuple(v.shape) for k, v in ref.state_dict().items() if k != "encoder.embed_tokens.weight"
+    }
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == ref_shapes
+    assert ours.config == (T5_V1_1_XXL if kind == "t5" else UMT5_XXL)
+    comfy = config_from_hf({**COMFY_XXL, "model_type": kind, "vocab_size": vocab})
+    assert comfy == ours.config
