@@ -1,13 +1,13 @@
 """Where save and preview nodes write: ComfyUI's output/temp folders, or the runner's ``--output-dir``.
 
-Save nodes call :func:`next_output_path` (or :func:`output_directory`) and report what they wrote with
-:func:`saved_file_entry`, the ``{"filename", "subfolder", "type"}`` dict ComfyUI's UI previews use.
+Save nodes write under :func:`output_directory` (numbered names: ``video_io.paths.next_free_path`` /
+``video_io.writer.save_video``) and report what they wrote with :func:`saved_file_entry`, the
+``{"filename", "subfolder", "type"}`` dict ComfyUI's UI previews use.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,33 +64,6 @@ def use_output_directory(
         yield output_directory()
     finally:
         _output_dir_override, _temp_dir_override = saved
-
-
-_UNSAFE = re.compile(r"[^\w\-. ]+")
-
-
-def next_output_path(filename_prefix: str, extension: str, folder_type: str = "output") -> str:
-    """A new file path ``<dir>/<subfolder>/<name>_00001.<ext>`` for a save node's ``filename_prefix``.
-
-    The prefix may contain a subfolder ("videocascade/clip"); it must stay inside the output folder. The
-    counter continues after the highest existing number so earlier results are never overwritten.
-    """
-    root = output_directory() if folder_type == "output" else temp_directory()
-    prefix = os.path.normpath(filename_prefix.strip() or "videocascade")
-    if os.path.isabs(prefix) or prefix.split(os.sep)[0] == "..":
-        raise ValueError(
-            f"filename_prefix {filename_prefix!r} points outside the output folder; use a relative name such as "
-            f"'videocascade/clip'"
-        )
-    subfolder, name = os.path.split(prefix)
-    name = _UNSAFE.sub("_", name) or "videocascade"
-    folder = os.path.join(root, subfolder)
-    os.makedirs(folder, exist_ok=True)
-    extension = extension.lstrip(".")
-    pattern = re.compile(rf"^{re.escape(name)}_(\d+)[._]")
-    numbers = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
-    counter = max(numbers, default=0) + 1
-    return os.path.join(folder, f"{name}_{counter:05d}.{extension}")
 
 
 def saved_file_entry(path: str | os.PathLike, folder_type: str = "output") -> dict[str, str]:

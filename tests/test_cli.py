@@ -35,7 +35,7 @@ def test_run_prints_timings_and_the_files_written(api_file, tmp_path, capsys):
     out_dir = tmp_path / "out"
     assert cli("run", str(api_file), "--output-dir", str(out_dir)) == EXIT_OK
     captured = capsys.readouterr()
-    saved = out_dir / "test" / "nums_00001.json"
+    saved = out_dir / "test" / "nums_00001_.json"
     assert json.loads(saved.read_text())["nums"] == [1.0, 3.0, 5.0, 7.0]
     lines = captured.out.strip().splitlines()
     assert lines[0] == "node timings:"
@@ -55,7 +55,7 @@ def test_run_ui_file_with_overrides(ui_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "workflow" in err and "(ui format, 5 nodes)" in err
     assert "set node 1 (VCTestRamp) count: 5 -> 2" in err
-    record = json.loads((out_dir / "sub" / "run_00001.json").read_text())
+    record = json.loads((out_dir / "sub" / "run_00001_.json").read_text())
     assert record == {
         "nums": [1.0, 3.0],
         "label": "HELLO",

@@ -10,7 +10,7 @@ import pytest
 import test_runner_fixtures as fx
 import torch
 from videocascade.runtime.executor import NodeExecutionError, execute_prompt, execution_order, run_workflow
-from videocascade.runtime.outputs import next_output_path, output_directory, use_output_directory
+from videocascade.runtime.outputs import output_directory, saved_file_entry, use_output_directory
 from videocascade.runtime.overrides import OverrideError, apply_overrides, parse_override
 from videocascade.runtime.validation import WorkflowValidationError, check_prompt, validate_prompt
 from videocascade.runtime.workflow import (
@@ -406,7 +406,7 @@ def test_run_writes_files_and_fills_hidden_inputs(tmp_path):
     fx.CALLS.clear()
     result = execute_prompt(fx.api_graph(), NODES, output_dir=tmp_path)
     assert result.output_dir == str(tmp_path)
-    assert [os.path.relpath(p, tmp_path) for p in result.files] == [os.path.join("test", "nums_00001.json")]
+    assert [os.path.relpath(p, tmp_path) for p in result.files] == [os.path.join("test", "nums_00001_.json")]
     (record,) = saved_records(result)
     assert record == {
         "nums": [1.0, 3.0, 5.0, 7.0],
@@ -416,7 +416,7 @@ def test_run_writes_files_and_fills_hidden_inputs(tmp_path):
         "has_workflow": False,
     }
     assert result.ui_outputs == {
-        "4": {"images": [{"filename": "nums_00001.json", "subfolder": "test", "type": "output"}]}
+        "4": {"images": [{"filename": "nums_00001_.json", "subfolder": "test", "type": "output"}]}
     }
     assert [t.class_type for t in result.timings] == [
         "VCTestRamp",
@@ -427,7 +427,7 @@ def test_run_writes_files_and_fills_hidden_inputs(tmp_path):
     assert fx.CALLS == ["ramp", "scale", "save"]
     # A second run continues the counter instead of overwriting.
     second = execute_prompt(fx.api_graph(), NODES, output_dir=tmp_path)
-    assert [os.path.basename(p) for p in second.files] == ["nums_00002.json"]
+    assert [os.path.basename(p) for p in second.files] == ["nums_00002_.json"]
 
 
 def test_each_node_runs_once_even_with_several_consumers(tmp_path):
@@ -552,17 +552,16 @@ def test_override_updates_the_ui_copy_for_metadata():
 # --- outputs -------------------------------------------------------------------------------------------------
 
 
-def test_output_directory_setting_and_safe_paths(tmp_path):
+def test_output_directory_setting_and_file_entries(tmp_path):
     with use_output_directory(tmp_path / "out") as folder:
         assert folder == output_directory() == str(tmp_path / "out")
-        first = next_output_path("clips/run", "mp4")
-        assert first == str(tmp_path / "out" / "clips" / "run_00001.mp4")
-        open(first, "w").close()
-        assert next_output_path("clips/run", ".mp4").endswith("run_00002.mp4")
-        with pytest.raises(ValueError, match="outside the output folder"):
-            next_output_path("../escape", "mp4")
-        with pytest.raises(ValueError, match="outside the output folder"):
-            next_output_path("/abs/path", "mp4")
+        entry = saved_file_entry(tmp_path / "out" / "clips" / "run_00001_.mp4")
+        assert entry == {"filename": "run_00001_.mp4", "subfolder": "clips", "type": "output"}
+        with pytest.raises(ValueError, match="not inside the output folder"):
+            saved_file_entry(tmp_path / "elsewhere.mp4")
+        with use_output_directory(tmp_path / "inner"):
+            assert output_directory() == str(tmp_path / "inner")
+        assert output_directory() == str(tmp_path / "out")
     assert output_directory() != str(tmp_path / "out")
 
 
@@ -629,11 +628,10 @@ def test_ui_preview_entries_point_into_the_output_folder(tmp_path):
     from videocascade.nodes import base
 
     with use_output_directory(tmp_path):
-        path = next_output_path("vids/clip", "mp4")
-        result = base.ui_result((1,), **base.video_preview([path]))
+        result = base.ui_result((1,), **base.video_preview([str(tmp_path / "vids" / "clip_00001_.mp4")]))
     assert result == {
         "ui": {
-            "images": [{"filename": "clip_00001.mp4", "subfolder": "vids", "type": "output"}],
+            "images": [{"filename": "clip_00001_.mp4", "subfolder": "vids", "type": "output"}],
             "animated": [True],
         },
         "result": (1,),

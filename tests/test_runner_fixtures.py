@@ -6,6 +6,7 @@ They are fixtures, not mocks: the runner imports nothing of them and they run fo
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 from videocascade.nodes.base import (
@@ -22,7 +23,8 @@ from videocascade.nodes.base import (
     string_input,
     ui_result,
 )
-from videocascade.runtime.outputs import next_output_path, saved_file_entry
+from videocascade.runtime.outputs import output_directory, saved_file_entry
+from videocascade.video_io.paths import next_free_path
 
 CALLS: list[str] = []  # node ids in the order the fixtures ran (cleared by tests)
 
@@ -130,7 +132,8 @@ class VCTestSave:
 
     def save(self, nums, filename_prefix, label=None, prompt=None, extra_pnginfo=None, unique_id=None):
         CALLS.append("save")
-        path = next_output_path(filename_prefix, "json")
+        path = next_free_path(output_directory(), filename_prefix, "json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         record = {
             "nums": [round(float(x), 6) for x in nums],
             "label": label,
