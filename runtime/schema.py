@@ -127,13 +127,6 @@ def node_inputs(node_class: type) -> list[InputSpec]:
     return specs
 
 
-def find_input(node_class: type, input_name: str) -> InputSpec | None:
-    for spec in node_inputs(node_class):
-        if spec.name == input_name:
-            return spec
-    return None
-
-
 def widget_inputs(node_class: type) -> list[InputSpec]:
     """The inputs that own a slot in a saved graph's ``widgets_values``, in the frontend's order."""
     return [spec for spec in node_inputs(node_class) if spec.is_widget]
@@ -164,9 +157,3 @@ def types_compatible(received: Any, expected: Any) -> bool:
 
 def is_output_node(node_class: type) -> bool:
     return getattr(node_class, "OUTPUT_NODE", False) is True
-
-
-def display_name(node_id: str, node_class: type, display_names: dict[str, str] | None = None) -> str:
-    if display_names and node_id in display_names:
-        return display_names[node_id]
-    return str(getattr(node_class, "DISPLAY_NAME", node_id))

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import ANY_TYPE, node_inputs, widget_inputs
+from .schema import ANY_TYPE, widget_inputs
 
 MODE_ALWAYS = 0
 MODE_NEVER = 2  # "muted"
@@ -394,7 +394,3 @@ def set_ui_widget_value(workflow: Workflow, node_id: str, input_name: str, value
 
 def api_json(prompt: dict[str, Any]) -> str:
     return json.dumps(prompt, indent=2, ensure_ascii=False)
-
-
-def declared_input_names(node_class: type) -> list[str]:
-    return [spec.name for spec in node_inputs(node_class) if spec.category != "hidden"]
