@@ -17,6 +17,7 @@ keep that circle inside the frame for the spec's whole ``duration``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Sequence
@@ -177,6 +178,8 @@ class SpriteSpec:
         _check_name("motion", self.motion, MOTIONS)
         if not self.size > 0:
             raise ValueError(f"sprite size must be > 0 (a fraction of min(height, width)), got {self.size}")
+        if not self.speed >= 0:
+            raise ValueError(f"sprite speed must be >= 0 (the motion names the direction), got {self.speed}")
 
     def center_at(self, t: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Centre (x, y) in frame fractions at times ``t`` (seconds), float64 arrays."""
@@ -213,6 +216,11 @@ class BackgroundSpec:
         _check_name("background kind", self.kind, BACKGROUND_KINDS)
         if not self.period > 0:
             raise ValueError(f"background period must be > 0, got {self.period}")
+        for name in ("color", "color2"):  # tuples keep the spec hashable (lists would not be)
+            value = tuple(float(c) for c in getattr(self, name))
+            if len(value) != 3:
+                raise ValueError(f"background {name} must be an (r, g, b) triple, got {value}")
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,21 @@ class ClipSpec:
             object.__setattr__(self, "objects", tuple(self.objects))
         if not all(isinstance(o, SpriteSpec) for o in self.objects):
             raise TypeError("ClipSpec.objects must be SpriteSpec instances")
+        if not self.duration > 0:
+            raise ValueError(f"clip duration must be > 0 seconds, got {self.duration}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form (for datasets on disk, model cards, evaluation logs)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClipSpec:
+        """Inverse of ``to_dict``."""
+        return cls(
+            objects=tuple(SpriteSpec(**o) for o in data["objects"]),
+            background=BackgroundSpec(**data.get("background", {})),
+            duration=float(data.get("duration", 2.0)),
+        )
 
     @property
     def triples(self) -> list[tuple[str, str, str]]:

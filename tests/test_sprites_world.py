@@ -211,3 +211,15 @@ def test_clear_errors():
         render_clip(random_clip_spec(0), 4, 16, 16, 0)
     with pytest.raises(ValueError, match="frame size"):
         render_clip(random_clip_spec(0), 4, 0, 16, 8)
+
+
+def test_spec_dict_round_trip_and_validation():
+    import json
+
+    spec = random_clip_spec(11, num_objects=2, background_kinds=["noise"])
+    assert ClipSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    with pytest.raises(ValueError, match="speed must be >= 0"):
+        SpriteSpec("red", "circle", "left", 0.5, 0.5, 0.1, -0.2)
+    with pytest.raises(ValueError, match="duration must be > 0"):
+        ClipSpec((), duration=0.0)
+    assert hash(BackgroundSpec(color=[0.1, 0.1, 0.1])) == hash(BackgroundSpec(color=(0.1, 0.1, 0.1)))
