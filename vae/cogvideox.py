@@ -152,21 +152,31 @@ class CogVideoXVAE(nn.Module):
     def latents_from_model(self, z: torch.Tensor) -> torch.Tensor:
         return z / self.config.scaling_factor
 
+    def latent_frames(self, frames: int) -> int:
+        return 1 + (frames - 1) // self.temporal_factor
+
+    def video_frames(self, latent_frames: int) -> int:
+        """Frames decoded from ``latent_frames``: 1 + 4 (T'-1) for odd T' (13 -> 49), 4 T' for even T'."""
+        if latent_frames % 2 == 1:
+            return 1 + self.temporal_factor * (latent_frames - 1)
+        return self.temporal_factor * latent_frames
+
     @torch.no_grad()
-    def encode(self, video: torch.Tensor, chunk_frames: int | None = -1, tiled: bool = False) -> torch.Tensor:
-        """Video ``[B, 3, T, H, W]`` in [-1, 1] -> posterior mean ``[B, C, T', H/8, W/8]``."""
-        return self.encode_posterior(video, chunk_frames, tiled).mean
+    def encode(self, video: torch.Tensor, *, tiled: bool = False, one_pass: bool = False) -> torch.Tensor:
+        """Video ``[B, 3, 1 + 4k, H, W]`` in [-1, 1] -> posterior mean ``[B, C, 1 + k, H/8, W/8]``."""
+        return self.encode_posterior(video, tiled=tiled, one_pass=one_pass).mean
 
     @torch.no_grad()
     def encode_posterior(
-        self, video: torch.Tensor, chunk_frames: int | None = -1, tiled: bool = False
+        self, video: torch.Tensor, *, tiled: bool = False, one_pass: bool = False
     ) -> DiagonalGaussian:
         """Video -> :class:`DiagonalGaussian` (mean, logvar; ``.sample(generator)``).
 
-        ``chunk_frames``: -1 uses the release's 8-frame chunks; ``None`` encodes in one pass.
+        Encodes in the release's 8-frame chunks (the reference result); ``one_pass`` encodes the clip at
+        once instead (more memory, slightly different numbers). ``tiled`` uses overlapping spatial tiles.
         """
         self._check_video(video)
-        chunk = self.config.encode_chunk_frames if chunk_frames == -1 else chunk_frames
+        chunk = None if one_pass else self.config.encode_chunk_frames
         video = video.to(self._dtype)
         if tiled:
             moments = self._tiled(video, chunk, self._encode_tile, self.spatial_factor, down=True)
@@ -176,26 +186,33 @@ class CogVideoXVAE(nn.Module):
         return DiagonalGaussian(mean, logvar.clamp(-30.0, 20.0))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, chunk_frames: int | None = -1, tiled: bool = False) -> torch.Tensor:
-        """Raw latent ``[B, C, T', h, w]`` -> video ``[B, 3, T, 8h, 8w]`` (about [-1, 1]).
+    def decode(
+        self, z: torch.Tensor, chunk_frames: int | None = None, *, tiled: bool = False, one_pass: bool = False
+    ) -> torch.Tensor:
+        """Raw latent ``[B, C, T', h, w]`` -> video ``[B, 3, video_frames(T'), 8h, 8w]`` (about [-1, 1]).
 
-        T = 1 + 4 (T'-1) for odd T' (13 -> 49); the release's chunking gives 4 T' frames for even T'.
-
-        ``chunk_frames``: -1 uses the release's 2-latent-frame chunks (the reference's result); ``None``
-        decodes in one pass (more memory, and slightly different where chunks meet).
+        ``chunk_frames`` is accepted for the shared streaming interface and changes nothing: the decoder's
+        output is defined by the release's chunking (2 latent frames, an odd remainder in the first chunk),
+        which always runs unless ``one_pass`` asks for a single pass (more memory, different frames where
+        chunks meet). ``tiled`` decodes overlapping spatial tiles (config ``tile_*``) blended linearly.
         """
-        chunk = self.config.decode_chunk_frames if chunk_frames == -1 else chunk_frames
         if tiled:
+            self._check_latent(z)
+            chunk = None if one_pass else self.config.decode_chunk_frames
             return self._tiled(z.to(self._dtype), chunk, self._decode_tile, self.spatial_factor, down=False)
-        return torch.cat(list(self.iter_decode(z, chunk_frames)), dim=2)
+        return torch.cat(list(self.iter_decode(z, one_pass=one_pass)), dim=2)
 
     @torch.no_grad()
-    def iter_decode(self, z: torch.Tensor, chunk_frames: int | None = -1) -> Iterator[torch.Tensor]:
-        """Decode chunk by chunk, yielding video frames as they are ready (peak memory of one chunk)."""
+    def iter_decode(
+        self, z: torch.Tensor, chunk_frames: int | None = None, *, one_pass: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Decode chunk by chunk, yielding consecutive video frames (peak memory of one chunk).
+
+        ``chunk_frames`` is ignored, as in :meth:`decode` (the release's chunking defines the result).
+        """
         self._check_latent(z)
-        chunk = self.config.decode_chunk_frames if chunk_frames == -1 else chunk_frames
         z = z.to(self._dtype)
-        bounds = chunk_bounds(z.shape[2], chunk)
+        bounds = chunk_bounds(z.shape[2], None if one_pass else self.config.decode_chunk_frames)
         cache: dict = {}
         with Progress(len(bounds), "CogVideoX VAE decode") as progress:
             for start, end in bounds:
