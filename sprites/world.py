@@ -485,8 +485,8 @@ def render_clip(spec: ClipSpec, num_frames: int, height: int, width: int, fps: f
 def _as_rng(rng_or_seed: int | random.Random) -> random.Random:
     if isinstance(rng_or_seed, random.Random):
         return rng_or_seed
-    if isinstance(rng_or_seed, int):
-        return random.Random(rng_or_seed)
+    if isinstance(rng_or_seed, (int, np.integer)):
+        return random.Random(int(rng_or_seed))
     raise TypeError(f"expected an int seed or a random.Random, got {type(rng_or_seed).__name__}")
 
 
