@@ -9,6 +9,7 @@ get longer and results equal ``diffusers.AutoencoderKLCogVideoX``. Optional spat
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ import torch.nn as nn
 from ..runtime.checkpoints import CheckpointError, load_state_strict
 from ..runtime.progress import Progress
 from .cogvideox_blocks import Decoder3D, Encoder3D
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,7 +79,8 @@ def config_from_diffusers(config: dict[str, Any]) -> CogVideoXVAEConfig:
         if key in fields:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
         elif key not in _IGNORED_DIFFUSERS_FIELDS and key not in ("use_quant_conv", "use_post_quant_conv"):
-            raise CheckpointError(f"unknown CogVideoX VAE config field {key!r}")
+            # Newer diffusers releases add fields; a structural one would still fail the strict load.
+            log.warning("CogVideoX VAE config: ignoring unknown field %r = %r", key, value)
     if "sample_height" in kwargs:
         kwargs.setdefault("tile_sample_height", kwargs["sample_height"] // 2)
     if "sample_width" in kwargs:
