@@ -15,6 +15,7 @@ from videocascade.vae.cogvideox import (  # noqa: E402
     config_from_diffusers,
     looks_like_cogvideox_vae,
 )
+from videocascade.vae.cogvideox_blocks import conv3d_in_time_slices  # noqa: E402
 
 TINY = dict(
     block_out_channels=(8, 8, 16, 16),
@@ -206,3 +207,11 @@ def test_team_streaming_entry_points_give_the_reference_result(pair):
     assert _max_diff(decode_video(ours, z), ref_video) < 1e-4
     tiled = decode_video(ours, z, tile=(8, 8), tile_overlap=0)  # their tiling: a tile per latent 1x1
     assert tiled.shape == ref_video.shape
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_large_convs_split_in_time_give_the_same_result(kernel):
+    conv = torch.nn.Conv3d(3, 5, kernel, padding=(0, kernel // 2, kernel // 2))
+    x = torch.randn(1, 3, 11, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(conv3d_in_time_slices(conv, x, max_elements=300), conv(x), atol=1e-6)

@@ -18,13 +18,15 @@ Cache = dict  # nested dict of tensors, one entry per causal conv (or sub-block)
 _CONV_SPLIT_ELEMENTS = 2 * 1024**3 // 2
 
 
-def conv3d_in_time_slices(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+def conv3d_in_time_slices(
+    conv: nn.Conv3d, x: torch.Tensor, max_elements: int = _CONV_SPLIT_ELEMENTS
+) -> torch.Tensor:
     """``conv(x)`` for a conv with no temporal padding and stride 1 in time, computed in time slices when large."""
-    if x.numel() <= _CONV_SPLIT_ELEMENTS:
+    if x.numel() <= max_elements:
         return conv(x)
     k = conv.kernel_size[0]
     out_frames = x.shape[2] - k + 1
-    parts = x.numel() // _CONV_SPLIT_ELEMENTS + 1
+    parts = x.numel() // max_elements + 1
     step = max(1, -(-out_frames // parts))
     outs = [conv(x[:, :, s : min(s + step, out_frames) + k - 1]) for s in range(0, out_frames, step)]
     return torch.cat(outs, dim=2)
