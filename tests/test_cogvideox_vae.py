@@ -100,6 +100,7 @@ def test_decode_matches_diffusers_chunked_and_whole(pair):
     )  # chunking matters, so the two checks above test different paths
 
 
+@pytest.mark.slow
 def test_tiled_encode_decode_match_diffusers(pair):
     ref, ours = pair
     ref.enable_tiling()  # 32x32 pixel tiles (4x4 latent) with 1/6, 1/5 overlap, as ours from config
