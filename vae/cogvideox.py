@@ -22,6 +22,7 @@ import torch.nn as nn
 from ..runtime.checkpoints import CheckpointError, load_state_strict
 from ..runtime.progress import Progress
 from .cogvideox_blocks import Decoder3D, Encoder3D
+from .posterior import DiagonalGaussian
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +88,6 @@ def config_from_diffusers(config: dict[str, Any]) -> CogVideoXVAEConfig:
         kwargs.setdefault("tile_sample_width", kwargs["sample_width"] // 2)
     kwargs["temporal_compression_ratio"] = int(kwargs.get("temporal_compression_ratio", 4))
     return CogVideoXVAEConfig(**kwargs)
-
-
-@dataclass
-class DiagonalGaussian:
-    """Posterior of the VAE: ``mean`` and clamped ``logvar``, both ``[B, C, T', H', W']``."""
-
-    mean: torch.Tensor
-    logvar: torch.Tensor
-
-    @property
-    def std(self) -> torch.Tensor:
-        return torch.exp(0.5 * self.logvar)
-
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
-        return self.mean + self.std * noise
 
 
 def chunk_bounds(num_frames: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -186,8 +169,7 @@ class CogVideoXVAE(nn.Module):
             moments = self._tiled(video, chunk, self._encode_tile, self.spatial_factor, down=True)
         else:
             moments = self._encode_tile(video, chunk)
-        mean, logvar = moments.chunk(2, dim=1)
-        return DiagonalGaussian(mean, logvar.clamp(-30.0, 20.0))
+        return DiagonalGaussian(moments)
 
     @torch.no_grad()
     def decode(
