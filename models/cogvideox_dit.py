@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -527,7 +526,4 @@ def _adopt_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     (peak memory of one model, not two). Floating tensors share the first weight's dtype."""
     dtype = next(v.dtype for v in state.values() if v.is_floating_point())
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    with warnings.catch_warnings():  # loading into meta tensors is a no-op that warns
-        warnings.simplefilter("ignore")
-        load_state_strict(model, state, source)
-    model.load_state_dict(state, strict=True, assign=True)
+    load_state_strict(model, state, source, assign=True)

@@ -14,7 +14,6 @@ import glob
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -393,10 +392,7 @@ def t5_encoder_from_state(
     )
     if unknown_scales:
         raise CheckpointError(f"{source}: scale_weight for unknown layers {unknown_scales[:5]}")
-    with warnings.catch_warnings():  # names and shapes checked on the meta model, then tensors adopted as-is
-        warnings.simplefilter("ignore")
-        load_state_strict(model, tensors, source)
-    model.load_state_dict(tensors, strict=True, assign=True)
+    load_state_strict(model, tensors, source, assign=True)  # names and shapes checked, tensors adopted
     for name, module in model.named_modules():
         if isinstance(module, StoredLinear):
             module.weight_scale = scales.get(name)

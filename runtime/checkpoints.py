@@ -79,9 +79,16 @@ def load_checkpoint(
     return tensors, json.loads(metadata[CONFIG_KEY]), metadata.get(FAMILY_KEY, "unknown")
 
 
-def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``module`` and fail loudly, naming missing and unexpected keys."""
-    expected = set(module.state_dict().keys())
+def load_state_strict(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, *, assign: bool = False
+) -> None:
+    """Load ``state`` into ``module`` and fail loudly, naming missing and unexpected keys and bad shapes.
+
+    ``assign=True`` adopts the given tensors instead of copying them (for a module built on the ``meta``
+    device, so loading a large model needs one model's memory, not two).
+    """
+    own = module.state_dict()
+    expected = set(own.keys())
     given = set(state.keys())
     missing = sorted(expected - given)
     unexpected = sorted(given - expected)
@@ -90,13 +97,12 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
             f"{source} does not match the network: {len(missing)} missing key(s) {_preview(missing)}, "
             f"{len(unexpected)} unexpected key(s) {_preview(unexpected)}"
         )
-    own = module.state_dict()
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(own[name].shape):
             raise CheckpointError(
                 f"{source}: tensor '{name}' has shape {tuple(tensor.shape)}, the network expects {tuple(own[name].shape)}"
             )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
 
 
 def _preview(keys: Iterable[str], limit: int = 5) -> str:
