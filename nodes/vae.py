@@ -124,7 +124,7 @@ class VCVAEDecode:
             tile = (tile_size, tile_size) if tile_size else None
             video = decode_video(model, z, chunk_frames, tile, tile_overlap, output_device="cpu")
         frames = latent.get(FRAMES_KEY)
-        if frames and hasattr(model, "latent_frames") and model.latent_frames(frames) == samples.shape[2]:
+        if frames and 1 + -(-(frames - 1) // model.temporal_factor) == samples.shape[2]:
             video = video[:, :, :frames]  # drop the frames VAE Encode added to reach 1 + k*temporal factor
         return (video_to_frames(video),)
 
