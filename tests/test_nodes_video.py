@@ -66,6 +66,30 @@ def test_temporal_flow_and_errors():
         run("VCTemporalInterpolate", frames, "x2", 8.0, 24.0, "flow", interpolator=object())
 
 
+# -- spatial ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "scale, width, height, size", [(2.0, 0, 0, (96, 128)), (1.0, 96, 0, (72, 96)), (1.0, 0, 24, (24, 32)),
+                                   (3.0, 50, 40, (40, 50))]
+)  # fmt: skip
+def test_spatial_upscale_sizes(scale, width, height, size):
+    frames = clip(frames=3)[0]
+    out = run("VCSpatialUpscale", frames, scale, width, height, "bicubic", 0.0)[0]
+    assert out.shape == (3, *size, 3) and 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_spatial_nearest_is_pixel_repetition_and_sharpen_raises_edge_contrast():
+    frames = clip(frames=2)[0]
+    nearest = run("VCSpatialUpscale", frames, 2.0, 0, 0, "nearest", 0.0)[0]
+    assert torch.equal(nearest, frames.repeat_interleave(2, 1).repeat_interleave(2, 2))
+    soft = run("VCSpatialUpscale", frames, 2.0, 0, 0, "bilinear", 0.0)[0]
+    sharp = run("VCSpatialUpscale", frames, 2.0, 0, 0, "bilinear", 1.0)[0]
+    gradient = lambda x: (x[:, :, 1:] - x[:, :, :-1]).abs().mean()  # noqa: E731
+    assert gradient(sharp) > gradient(soft) * 1.1
+    assert (sharp - soft).abs().mean() < 0.05  # flat areas stay as they were
+    with pytest.raises(NotImplementedError, match="disconnect 'upscaler'"):
+        run("VCSpatialUpscale", frames, 2.0, 0, 0, "nearest", 0.0, upscaler=object())
+
+
 # -- video files --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["mp4", "webm", "gif"])
 def test_save_video_writes_numbered_files_with_the_workflow(tmp_path, fmt):
