@@ -98,7 +98,13 @@ def load_text_encoder_handle(path: str, dtype_name: str = "auto", tokenizer: str
     if KIND_KEY in metadata:
         raise CheckpointError(f"{path} holds a VideoCascade '{metadata[KIND_KEY]}', not a text encoder")
 
-    from ..models.t5 import load_t5_encoder
+    from ..models.t5 import load_t5_encoder, looks_like_t5_encoder
+
+    if os.path.isfile(path) and not looks_like_t5_encoder(_header(path)[0]):
+        raise CheckpointError(
+            f"{path} is not a text encoder this pack knows: expected a VideoCascade text encoder, umT5-XXL "
+            "(Wan 2.1) or T5-XXL (CogVideoX) weights"
+        )
     from ..models.tokenizers import COGVIDEOX_PROMPTS, WAN_PROMPTS
 
     model = load_t5_encoder(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import test_nodes_fixtures as fx
 import torch
+from safetensors.torch import save_file
 from videocascade.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, STAGE_IMPORT_ERRORS
 from videocascade.nodes.base import node_class_problems
 from videocascade.runtime.latents import FORMAT_KEY, FRAMES_KEY, seeded_noise
@@ -84,25 +85,30 @@ def test_empty_latent_shape_rounds_frames_down(models, frames, latent_frames):
     assert latent[FORMAT_KEY] == fx.FAMILY and not latent["samples"].any()
 
 
+def library_sample(models, x, seed, steps, denoise=1.0):
+    """What the sampler node should compute, written against the library: CPU noise from the seed,
+    the prompts of sample_node(), the DiT's preset with the euler solver."""
+    dit = models["dit"]
+    pos, neg = (encode(models, p)[0] for p in ("a red circle moving left", ""))
+    cond = {"context": pos[0], "mask": pos[1]["attention_mask"]}
+    uncond = {"context": neg[0], "mask": neg[1]["attention_mask"]}
+    device = next(dit.model.parameters()).device
+
+    def model_fn(x, t, c):
+        return dit.model(x, t, c["context"].to(device), c["mask"].to(device)).float()
+
+    prediction = sampler_preset(dit, 8, 8).prediction
+    return sample(model_fn, prediction, seeded_noise(x.shape, seed).to(device), steps=steps, solver="euler",
+                  cfg=3.0, cond=cond, uncond=uncond, denoise=denoise, latent=x.to(device), progress=False)  # fmt: skip
+
+
 def test_text_to_video_chain_is_seeded_like_comfyui(models):
     latent = empty(models)
     out = sample_node(models, latent, seed=7)
     assert out["samples"].shape == latent["samples"].shape and out[FORMAT_KEY] == fx.FAMILY
     assert torch.equal(out["samples"], sample_node(models, latent, seed=7)["samples"])
     assert not torch.allclose(out["samples"], sample_node(models, latent, seed=8)["samples"])
-    # The node's result is the library's, started from CPU noise of the seed.
-    dit, text = models["dit"], models["text_encoder"]
-    cond = {"context": encode(models, "a red circle moving left")[0][0], "mask": None}
-    uncond = {"context": encode(models, "")[0][0], "mask": None}
-    cond["mask"] = run("VCTextEncode", text, "a red circle moving left")[0][0][1]["attention_mask"]
-    uncond["mask"] = run("VCTextEncode", text, "")[0][0][1]["attention_mask"]
-
-    def model_fn(x, t, c):
-        return dit.model(x, t, c["context"], c["mask"]).float()
-
-    preset = sampler_preset(dit, 8, 8)
-    expected = sample(model_fn, preset.prediction, seeded_noise(latent["samples"].shape, 7), steps=3,
-                      solver="euler", cfg=3.0, cond=cond, uncond=uncond, progress=False)  # fmt: skip
+    expected = library_sample(models, latent["samples"], seed=7, steps=3)
     torch.testing.assert_close(out["samples"], expected, rtol=1e-4, atol=1e-5)
     frames = run("VCVAEDecode", models["vae"], out, 2, 0, 16)[0]
     assert frames.shape == (9, 32, 32, 3) and 0.0 <= frames.min() and frames.max() <= 1.0
@@ -114,23 +120,27 @@ def test_denoise_follows_ksampler_semantics(models):
     latent = run("VCVAEEncode", models["vae"], frames, 4)[0]
     assert latent[FRAMES_KEY] == 9
     # steps=2 at denoise 0.5: the last 2 steps of a 4-step schedule (the library's denoise keeps 2 of 4).
-    dit = models["dit"]
-    text = models["text_encoder"]
-    pos, neg = (run("VCTextEncode", text, p)[0][0] for p in ("a red circle moving left", ""))
-    cond = {"context": pos[0], "mask": pos[1]["attention_mask"]}
-    uncond = {"context": neg[0], "mask": neg[1]["attention_mask"]}
-
-    def model_fn(x, t, c):
-        return dit.model(x, t, c["context"], c["mask"]).float()
-
     x = latent["samples"]
-    expected = sample(model_fn, sampler_preset(dit, 8, 8).prediction, seeded_noise(x.shape, 7), steps=4,
-                      solver="euler", cfg=3.0, cond=cond, uncond=uncond, denoise=0.5, latent=x,
-                      progress=False)  # fmt: skip
+    expected = library_sample(models, x, seed=7, steps=4, denoise=0.5)
     out = sample_node(models, latent, steps=2, denoise=0.5, solver="euler")
     torch.testing.assert_close(out["samples"], expected, rtol=1e-4, atol=1e-5)
     assert out[FRAMES_KEY] == 9  # other keys of the latent travel on
     assert torch.equal(sample_node(models, latent, denoise=0.0)["samples"], x)
+
+
+@pytest.mark.gpu
+def test_same_seed_gives_the_same_video_on_the_gpu_as_on_the_cpu(tmp_path):
+    paths = fx.own_models(tmp_path)
+    models = {kind: fx.load(kind, path, dtype="fp32") for kind, path in paths.items()}
+    latent = empty(models)
+    on_gpu = sample_node(models, latent, seed=3, solver="euler")["samples"]  # the nodes run on CUDA
+    assert next(models["dit"].model.parameters()).device.type == "cpu"  # offloaded after use
+    on_cpu = library_sample(models, latent["samples"], seed=3, steps=3)
+    torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-3, atol=1e-3)
+    frames = run("VCVAEDecode", models["vae"], {**latent, "samples": on_gpu}, 2, 32, 16)[0]
+    assert frames.device.type == "cpu" and frames.shape == (9, 32, 32, 3)
+    auto = fx.load("dit", paths["dit"])
+    assert auto.dtype == torch.bfloat16 and next(auto.model.parameters()).dtype == torch.bfloat16
 
 
 def test_vae_encode_pads_and_decode_trims_and_tiles(models):
@@ -191,3 +201,7 @@ def test_wrong_kind_of_file_is_refused(tmp_path, models):
         fx.load("text_encoder", paths["dit"])
     with pytest.raises(Exception, match="'vae' checkpoint, but a 'dit' was expected"):
         fx.load("dit", paths["vae"])
+    plain = tmp_path / "plain.safetensors"
+    save_file({"encoder.conv_in.weight": torch.zeros(2, 2)}, str(plain))
+    with pytest.raises(Exception, match="not a text encoder this pack knows: expected a VideoCascade text"):
+        fx.load("text_encoder", str(plain))

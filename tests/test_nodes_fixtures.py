@@ -96,9 +96,9 @@ def train_spm(folder: str | os.PathLike) -> bytes:
         return f.read()
 
 
-def load(kind: str, path: str, **options):
+def load(kind: str, path: str, dtype: str = "auto", **options):
     """Run a loader node on ``path`` (the dropdown's "path below" entry)."""
     node_id = {"text_encoder": "VCTextEncoderLoader", "vae": "VCVAELoader", "dit": "VCDiTLoader"}[kind]
     node = NODES[node_id]()
     extra = {"attention": "auto"} if kind == "dit" else {}
-    return getattr(node, node.FUNCTION)(PATH_CHOICE, "auto", **extra, **options, path=path)[0]
+    return getattr(node, node.FUNCTION)(PATH_CHOICE, dtype, **extra, **options, path=path)[0]
