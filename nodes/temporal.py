@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..interpolation.temporal import METHODS, interpolate, retime
+from ..interpolation import METHODS, interpolate, retime
 from .base import category, combo_input, float_input, link_input, node_mappings
 
 MULTIPLIERS = {"x2": 2, "x3": 3, "x4": 4}
