@@ -38,13 +38,26 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
 
 
 def save_checkpoint(
-    path: str | os.PathLike, module: torch.nn.Module, config: Any, kind: str, family: str
+    path: str | os.PathLike,
+    module: torch.nn.Module,
+    config: Any,
+    kind: str,
+    family: str,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write ``module``'s weights with its dataclass ``config`` into ``path`` (safetensors)."""
+    """Write ``module``'s weights with its dataclass ``config`` into ``path`` (safetensors).
+
+    ``metadata`` adds string entries (e.g. ``videocascade.sampler``); it cannot replace the kind, family or
+    config entries, which the loaders rely on.
+    """
+    extra = dict(metadata or {})
+    reserved = sorted({KIND_KEY, FAMILY_KEY, CONFIG_KEY} & set(extra))
+    if reserved:
+        raise ValueError(f"metadata may not set {reserved}: they are written from kind, family and config")
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    metadata = {KIND_KEY: kind, FAMILY_KEY: family, CONFIG_KEY: json.dumps(dataclasses.asdict(config))}
+    extra.update({KIND_KEY: kind, FAMILY_KEY: family, CONFIG_KEY: json.dumps(dataclasses.asdict(config))})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
+    save_file(state, str(path), metadata=extra)
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
