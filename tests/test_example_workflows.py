@@ -19,8 +19,11 @@ import av
 import pytest
 import test_nodes_fixtures as fx
 import torch
+from safetensors.torch import save_file
 from videocascade.example_workflows import build
+from videocascade.models.cogvideox_dit import CogVideoXTransformer, CogVideoXTransformerConfig
 from videocascade.models.dit import VideoDiT, dit_config
+from videocascade.models.t5 import T5Encoder, config_from_hf
 from videocascade.models.text_encoder import TEXT_ENCODER_PRESETS, TextEncoder
 from videocascade.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from videocascade.runtime.checkpoints import save_checkpoint
@@ -30,6 +33,7 @@ from videocascade.runtime.schema import node_inputs, return_types, widget_inputs
 from videocascade.runtime.validation import check_prompt
 from videocascade.runtime.workflow import is_api_format, is_ui_format, ui_to_api
 from videocascade.vae import CausalVAE, CausalVAEConfig
+from videocascade.vae.cogvideox import CogVideoXVAE, CogVideoXVAEConfig
 from videocascade.video_io import read_video
 
 NODES = NODE_CLASS_MAPPINGS
@@ -357,9 +361,21 @@ def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path
     assert ("workflow" in metadata) == (form == "ui")  # a UI run embeds the graph for drag and drop
 
 
-def test_wan_workflow_runs_on_tiny_wan_layout_files(tmp_path):
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory):
     pytest.importorskip("sentencepiece")
-    files = fx.wan_models(tmp_path, fx.train_spm(tmp_path))
+    return fx.train_spm(tmp_path_factory.mktemp("spm"))
+
+
+def shrunk(api: dict, frames: int = 5) -> list[str]:
+    """``--set`` lines for a 32x32 video of ``frames`` frames sampled in 2 steps."""
+    (latent,) = ids_of(api, "VCEmptyVideoLatent")
+    (sampler,) = ids_of(api, "VCDiTSampler")
+    return [f"{latent}.width=32", f"{latent}.height=32", f"{latent}.frames={frames}", f"{sampler}.steps=2"]
+
+
+def test_wan_workflow_runs_on_tiny_wan_layout_files(spm_model, tmp_path):
+    files = fx.wan_models(tmp_path, spm_model)
     api = read(api_file("wan21_t2v"))
     overrides = loader_overrides(
         api,
@@ -369,9 +385,51 @@ def test_wan_workflow_runs_on_tiny_wan_layout_files(tmp_path):
             "VCDiTLoader": files["dit"],
         },
     )
-    (latent,) = ids_of(api, "VCEmptyVideoLatent")
-    (sampler,) = ids_of(api, "VCDiTSampler")
-    overrides += [f"{latent}.width=32", f"{latent}.height=32", f"{latent}.frames=5", f"{sampler}.steps=2"]
-    result = run_workflow(ui_file("wan21_t2v"), overrides=overrides, output_dir=tmp_path / "out")
+    result = run_workflow(
+        ui_file("wan21_t2v"), overrides=overrides + shrunk(api), output_dir=tmp_path / "out"
+    )
     info = probe(result.files[0])
     assert (info["frames"], info["size"], info["fps"]) == (5, (32, 32), 16.0)
+
+
+def save_diffusers(folder, weights_name: str, module: torch.nn.Module, config: dict) -> None:
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, os.path.join(folder, weights_name))
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+
+
+def test_cogvideox_workflow_runs_on_a_tiny_diffusers_pipeline_folder(spm_model, tmp_path):
+    """The workflow's paths point into one CogVideoX-2b-layout folder: text_encoder/ + tokenizer/, transformer/,
+    vae/ (random tiny weights in the diffusers layout the real folder has)."""
+    root = tmp_path / "models" / "CogVideo" / "CogVideoX-2b"
+    (root / "tokenizer").mkdir(parents=True)
+    (root / "tokenizer" / "spiece.model").write_bytes(spm_model)
+    t5 = {"model_type": "t5", "vocab_size": 64, "d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 2,
+          "num_heads": 2, "feed_forward_proj": "gated-gelu"}  # fmt: skip
+    save_diffusers(
+        root / "text_encoder", "model.safetensors", fx._perturbed(T5Encoder(config_from_hf(t5)), 1), t5
+    )
+    dit = CogVideoXTransformerConfig(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
+                                     time_embed_dim=16, text_embed_dim=16, num_layers=1, sample_width=4,
+                                     sample_height=4, sample_frames=9)  # fmt: skip
+    save_diffusers(root / "transformer", "diffusion_pytorch_model.safetensors",
+                   fx._perturbed(CogVideoXTransformer(dit), 2),
+                   {"_class_name": "CogVideoXTransformer3DModel", **dataclasses.asdict(dit)})  # fmt: skip
+    vae = CogVideoXVAEConfig(block_out_channels=(8, 8, 16, 16), latent_channels=4, layers_per_block=1,
+                             norm_num_groups=4, sample_height=32, sample_width=32)  # fmt: skip
+    save_diffusers(root / "vae", "diffusion_pytorch_model.safetensors", fx._perturbed(CogVideoXVAE(vae), 3),
+                   {"_class_name": "AutoencoderKLCogVideoX", **dataclasses.asdict(vae)})  # fmt: skip
+    api = read(api_file("cogvideox_t2v"))
+    # The workflow's relative paths (models/CogVideo/CogVideoX-2b/...) resolve from the folder ComfyUI runs in.
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        # 9 frames = 3 latent frames: CogVideoX's decoder (like diffusers') doubles an even frame count whole.
+        result = run_workflow(
+            api_file("cogvideox_t2v"), overrides=shrunk(api, 9), output_dir=tmp_path / "out"
+        )
+    finally:
+        os.chdir(cwd)
+    info = probe(result.files[0])
+    assert (info["frames"], info["size"], info["fps"]) == (9, (32, 32), 8.0)
