@@ -6,6 +6,7 @@ import torch
 
 from ..runtime.latents import FRAMES_KEY, check_latent_fits, make_latent
 from ..runtime.loaders import load_vae_handle, model_on_device, resolve_weights
+from ..vae.pixels import PIXEL_SPACE_CHOICE
 from .base import category, int_input, link_input, node_mappings
 from .loader_inputs import dtype_input, path_input, weights_inputs
 
@@ -25,7 +26,8 @@ def video_to_frames(video: torch.Tensor) -> torch.Tensor:
 
 class VCVAELoader:
     DESCRIPTION = (
-        "Load a video VAE: VideoCascade's embedded VAEs, Wan 2.1 or CogVideoX (detected from the file)."
+        "Load a video VAE: VideoCascade's embedded VAEs, Wan 2.1 or CogVideoX (detected from the file), or "
+        f"'{PIXEL_SPACE_CHOICE}', the identity for pixel-space models (the Make-A-Video base)."
     )
     CATEGORY = category("vae")
     RETURN_TYPES = ("VC_VAE",)
@@ -35,12 +37,19 @@ class VCVAELoader:
 
     @classmethod
     def INPUT_TYPES(cls):
+        files = weights_inputs("vae", "VAE")
+        choices, options = files["file"]
+        # The pixel-space entry sits after the embedded files (it is one of the embedded pipelines).
+        at = sum(1 for c in choices if c.startswith("embedded/"))
+        files["file"] = ([*choices[:at], PIXEL_SPACE_CHOICE, *choices[at:]], options)
         return {
-            "required": {**weights_inputs("vae", "VAE"), **dtype_input()},
+            "required": {**files, **dtype_input()},
             "optional": path_input("VAE"),
         }
 
     def load(self, file, dtype, path=""):
+        if file == PIXEL_SPACE_CHOICE and not (path or "").strip():
+            return (load_vae_handle(PIXEL_SPACE_CHOICE, dtype),)
         return (load_vae_handle(resolve_weights("vae", file, path), dtype),)
 
 

@@ -4,7 +4,8 @@
 * Wan 2.1, diffusers folder (``config.json`` + ``diffusion_pytorch_model*.safetensors``, maybe sharded) or a
   pipeline folder with a ``vae/`` subfolder, or a diffusers-layout single file;
 * CogVideoX (diffusers layout), handed to ``vae/cogvideox.py``;
-* our own checkpoints (``runtime/checkpoints.py``, kind ``"vae"``).
+* our own checkpoints (``runtime/checkpoints.py``, kind ``"vae"``);
+* ``builtin/pixel-space``: no file, the identity on pixels (``vae/pixels.py``) for pixel-space DiTs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..runtime.checkpoints import (
     read_safetensors,
 )
 from .autoencoder import CausalVAE, CausalVAEConfig
+from .pixels import PIXEL_SPACE_CHOICE, PixelSpace
 from .wan_keys import config_from_diffusers, config_from_state, detect_layout, from_original
 
 WEIGHT_NAME = "diffusion_pytorch_model.safetensors"
@@ -38,6 +40,8 @@ def load_vae(path: str, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, 
     unexpected tensors, wrong shapes, unreadable file).
     """
     path = os.fspath(path)
+    if path == PIXEL_SPACE_CHOICE:
+        return PixelSpace().to(dtype).eval(), PixelSpace.family
     if os.path.isdir(path):
         model, family = _load_folder(path)
     elif os.path.isfile(path):

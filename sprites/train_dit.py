@@ -1,0 +1,781 @@
+"""Train the sprites DiTs by flow matching, and the shared byte-level text encoder with the first of them.
+
+Stages (``python -m videocascade.sprites.train_dit STAGE``, also listed in :data:`STAGES`):
+
+- ``text-and-makeavideo``: the text encoder and the Make-A-Video base, a factorized DiT in pixel space
+  (9 frames of 32x32). Schedule of the seed paper: spatial layers on captioned single frames first (T=1,
+  the temporal branch frozen behind its zero gate), then every layer on clips, images mixed in (VDM).
+- ``sora``: a full-attention DiT over ``vae-sprites-3d`` latents, the text encoder frozen.
+- ``videoldm``: a factorized DiT over ``vae-sprites-frame`` latents (no temporal compression), images
+  first then clips, the text encoder frozen.
+
+The objective is rectified flow: ``x_s = (1 - s) x0 + s noise``, the model predicts ``noise - x0`` from
+``timestep = 1000 s``, ``s`` drawn logit-normal. Captions are the world's varied wording of clips from
+``split="train"``, so the held-out colour x shape x motion combinations are never seen; 10% of captions
+are dropped to the empty prompt for classifier-free guidance. While the text encoder trains, a small
+probe reads each object's colour, shape and motion back from its mean feature (an auxiliary loss that
+is not shipped): it makes the features carry the caption's attributes long before the denoiser alone
+would teach that, which is what this CPU budget needs.
+
+Runs are resumable: the state is saved under ``.train/<stage>/`` every few minutes and a rerun of the
+same command continues from it. The EMA weights are written to ``weights/`` with a card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.dit import DiTConfig, VideoDiT
+from ..models.text_encoder import ByteTokenizer, TextEncoder, TextEncoderConfig, load_text_encoder
+from ..runtime.checkpoints import save_checkpoint
+from ..runtime.model_paths import EMBEDDED_DIR, PACK_ROOT
+from .dataset import SpritesDataConfig, SpritesDataset, frames_to_video
+from .world import COLORS, MOTIONS, SHAPES, ClipSpec
+
+TEXT_ENCODER_FILE = "text_encoder-sprites.safetensors"
+TEXT_FAMILY = "sprites-text"
+PIXEL_FORMAT = "pixels"  # the latent format of the pixel-space "VAE" (vae/pixels.py)
+TRAIN_ROOT = os.path.join(PACK_ROOT, ".train")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Recipes
+
+
+@dataclass
+class SamplerSettings:
+    """What the DiT's metadata tells the sampler node (and what the evaluation used)."""
+
+    shift: float = 1.0
+    solver: str = "euler"
+    steps: int = 20
+    cfg: float = 4.0
+
+    def metadata(self) -> str:
+        return json.dumps(
+            {
+                "prediction": {"kind": "flow", "shift": self.shift},
+                "solver": self.solver,
+                "steps": self.steps,
+                "cfg": self.cfg,
+            }
+        )
+
+
+@dataclass
+class Recipe:
+    """Everything one training run depends on; written into the card."""
+
+    name: str  # weights/dit-sprites-<name>.safetensors
+    dit: DiTConfig
+    latent: str  # PIXEL_FORMAT or an embedded VAE file name ("vae-sprites-3d.safetensors")
+    height: int = 32
+    width: int = 32
+    frames: int = 9
+    fps: float = 4.0
+    image_steps: int = 0  # phase 1: single captioned frames, spatial layers only
+    clip_steps: int = 1000  # phase 2: clips, every layer
+    image_batch: int = 32
+    clip_batch: int = 12
+    mixed_images: int = 0  # images added to every clip step (VDM-style joint training)
+    lr: float = 1e-3
+    spatial_lr_scale: float = 1.0  # phase 2 learning rate of the spatial layers, relative to lr
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay to this fraction over the last `decay_fraction` of each phase
+    decay_fraction: float = 0.3
+    weight_decay: float = 0.0
+    ema_decay: float = 0.998
+    grad_clip: float = 1.0
+    uncond_prob: float = 0.1
+    two_object_prob: float = 0.15
+    background_kinds: tuple[str, ...] | None = ("plain",)
+    logit_normal_std: float = 1.0
+    train_text_encoder: bool = False
+    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=3, num_heads=4))
+    text_probe_steps: int = 0  # steps of the text probe alone before the DiT starts (joint stage only)
+    text_probe_weight: float = 0.1
+    text_lr: float = 1e-3
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.text_probe_steps + self.image_steps + self.clip_steps
+
+
+def _dit(in_channels: int, layout: str, patch: tuple[int, int, int], **sizes: Any) -> DiTConfig:
+    base = dict(hidden_size=128, depth=5, num_heads=4, ffn_dim=512, text_dim=128, frequency_dim=64)
+    base.update(sizes)
+    return DiTConfig(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        patch_size=patch,
+        attention_layout=layout,
+        **base,
+    )
+
+
+def makeavideo_recipe() -> Recipe:
+    return Recipe(
+        name="makeavideo",
+        dit=_dit(3, "factorized", (1, 4, 4)),
+        latent=PIXEL_FORMAT,
+        height=32,
+        width=32,
+        frames=9,
+        fps=4.0,
+        text_probe_steps=300,
+        image_steps=1200,
+        clip_steps=1500,
+        image_batch=32,
+        clip_batch=12,
+        mixed_images=8,
+        train_text_encoder=True,
+        sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
+    )
+
+
+RECIPES: dict[str, Callable[[], Recipe]] = {"makeavideo": makeavideo_recipe}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data
+
+
+class CaptionedBatches:
+    """Deterministic batches of ``(video [B, 3, T, H, W] in [-1, 1], captions, specs)``.
+
+    Sample ``n`` of a kind (``"image"`` or ``"clip"``) is a pure function of ``(seed, kind, n)``, so a
+    resumed run sees exactly the data it would have seen. A fraction of samples has two objects.
+    """
+
+    def __init__(self, recipe: Recipe, kind: str):
+        def data(objects: int) -> SpritesDataset:
+            config = SpritesDataConfig(
+                height=recipe.height,
+                width=recipe.width,
+                num_frames=recipe.frames,
+                fps=recipe.fps,
+                split="train",
+                num_objects=objects,
+                image_mode=kind == "image",
+                background_kinds=recipe.background_kinds,
+            )
+            return SpritesDataset(2**40, config, seed=hash_seed(recipe.seed, kind, objects))
+
+        self.sources = (data(1), data(2))
+        self.two_object_prob = recipe.two_object_prob
+        self.seed = recipe.seed
+        self.kind = kind
+
+    def sample(self, n: int) -> tuple[torch.Tensor, str, ClipSpec]:
+        two = random.Random(f"objects:{self.seed}:{self.kind}:{n}").random() < self.two_object_prob
+        return self.sources[int(two)][n]
+
+    def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str], list[ClipSpec]]:
+        items = [self.sample(n) for n in range(start, start + size)]
+        frames = torch.stack([item[0] for item in items])
+        return frames_to_video(frames), [item[1] for item in items], [item[2] for item in items]
+
+
+def hash_seed(*parts: Any) -> int:
+    """A stable integer seed from parts (``hash()`` of strings changes between runs)."""
+    return random.Random(":".join(str(p) for p in parts)).randrange(2**31)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Text: encoder features and the attribute probe
+
+
+class CaptionProbe(nn.Module):
+    """Reads (colour, shape, motion) of up to two objects from the mean text feature (training aid only)."""
+
+    SLOTS = 2
+    CLASSES = (len(COLORS) + 1, len(SHAPES) + 1, len(MOTIONS) + 1)  # +1: "no such object / no motion"
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.head = nn.Linear(dim, self.SLOTS * sum(self.CLASSES))
+
+    def loss(self, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``targets [B, SLOTS, 3]`` class indices; rows with a negative first entry are skipped."""
+        keep = targets[:, 0, 0] >= 0
+        if not bool(keep.any()):
+            return features.sum() * 0.0
+        weights = mask.to(features.dtype).unsqueeze(-1)
+        pooled = (features * weights).sum(1) / weights.sum(1)
+        logits = self.head(pooled[keep]).unflatten(1, (self.SLOTS, sum(self.CLASSES)))
+        total, offset = 0.0, 0
+        for i, n in enumerate(self.CLASSES):
+            part = logits[..., offset : offset + n]
+            total = total + F.cross_entropy(part.reshape(-1, n), targets[keep][:, :, i].reshape(-1))
+            offset += n
+        return total / len(self.CLASSES)
+
+
+def probe_targets(specs: list[ClipSpec], mention_motion: bool, dropped: list[bool]) -> torch.Tensor:
+    """Class indices ``[B, 2, 3]`` for :class:`CaptionProbe`; dropped captions are marked -1."""
+    colors, none = list(COLORS), CaptionProbe.CLASSES
+    out = torch.empty(len(specs), CaptionProbe.SLOTS, 3, dtype=torch.long)
+    for row, (spec, drop) in enumerate(zip(specs, dropped)):
+        for slot in range(CaptionProbe.SLOTS):
+            if slot < len(spec.objects):
+                o = spec.objects[slot]
+                motion = MOTIONS.index(o.motion) if mention_motion else none[2] - 1
+                out[row, slot] = torch.tensor([colors.index(o.color), SHAPES.index(o.shape), motion])
+            else:
+                out[row, slot] = torch.tensor([none[0] - 1, none[1] - 1, none[2] - 1])
+        if drop:
+            out[row] = -1
+    return out
+
+
+def encode_captions(encoder: TextEncoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and mask padded to the longest caption of the batch (not to max_length: cheaper, and
+    padding never changes real positions' features)."""
+    tokenizer = ByteTokenizer()
+    longest = max(len(c.encode("utf-8")) for c in captions) + 2
+    ids, mask = tokenizer.encode(captions, min(longest, encoder.config.max_length))
+    return encoder(ids, mask), mask
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Latent space
+
+
+class PixelLatents:
+    """The identity "VAE" of the pixel-space models: video in [-1, 1] is the latent."""
+
+    latent_format = PIXEL_FORMAT
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        return video
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent.clamp(-1.0, 1.0)
+
+
+class VAELatents:
+    """Normalised latents of one of T1's embedded VAEs (frozen), as the DiT sampler node sees them."""
+
+    def __init__(self, file: str):
+        from ..vae.loading import load_vae
+
+        self.vae, self.latent_format = load_vae(os.path.join(EMBEDDED_DIR, file))
+        self.vae.requires_grad_(False)
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        return self.vae.latents_to_model(self.vae.encode(video))
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.vae.latents_from_model(latent)).clamp(-1.0, 1.0)
+
+
+def latent_space(recipe: Recipe) -> PixelLatents | VAELatents:
+    return PixelLatents() if recipe.latent == PIXEL_FORMAT else VAELatents(recipe.latent)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training state
+
+
+class EMA:
+    """Exponential moving average of parameters, with the usual warm-up of the decay."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, value in module.state_dict().items():
+            shadow = self.shadow[name]
+            if value.is_floating_point():
+                shadow.lerp_(value, 1.0 - decay)
+            else:
+                shadow.copy_(value)
+
+    def copy_to(self, module: nn.Module) -> nn.Module:
+        module.load_state_dict(self.shadow)
+        return module
+
+
+@dataclass
+class Trainer:
+    recipe: Recipe
+    dit: VideoDiT
+    encoder: TextEncoder
+    probe: CaptionProbe | None
+    optimizer: torch.optim.Optimizer
+    dit_ema: EMA
+    encoder_ema: EMA | None
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def phase_of(recipe: Recipe, step: int) -> tuple[str, int, int]:
+    """``(phase, step within it, its length)`` for a global step."""
+    bounds = (("text", recipe.text_probe_steps), ("image", recipe.image_steps), ("clip", recipe.clip_steps))
+    for name, length in bounds:
+        if step < length:
+            return name, step, length
+        step -= length
+    return "done", 0, 0
+
+
+def learning_rate_factor(recipe: Recipe, local: int, length: int) -> float:
+    """Linear warm-up at the start of each phase, cosine decay over its last ``decay_fraction``."""
+    warm = min(1.0, (local + 1) / max(1, recipe.warmup_steps))
+    decay_start = length * (1.0 - recipe.decay_fraction)
+    if local < decay_start:
+        return warm
+    progress = (local - decay_start) / max(1.0, length - decay_start)
+    return warm * (recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_trainer(recipe: Recipe, encoder: TextEncoder) -> Trainer:
+    torch.manual_seed(recipe.seed)
+    dit = VideoDiT(recipe.dit)
+    probe = CaptionProbe(encoder.config.dim) if recipe.train_text_encoder else None
+    temporal = {id(p) for p in dit.temporal_parameters()}
+    groups = [
+        {
+            "name": "spatial",
+            "params": [p for p in dit.parameters() if id(p) not in temporal],
+            "lr": recipe.lr,
+        },
+        {"name": "temporal", "params": dit.temporal_parameters(), "lr": recipe.lr},
+    ]
+    if recipe.train_text_encoder:
+        text_params = list(encoder.parameters()) + list(probe.parameters())
+        groups.append({"name": "text", "params": text_params, "lr": recipe.text_lr})
+    else:
+        encoder.requires_grad_(False).eval()
+    groups = [g for g in groups if g["params"]]
+    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.99), weight_decay=recipe.weight_decay)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    encoder_ema = EMA(encoder, recipe.ema_decay) if recipe.train_text_encoder else None
+    return Trainer(recipe, dit, encoder, probe, optimizer, EMA(dit, recipe.ema_decay), encoder_ema)
+
+
+def set_phase_learning_rates(trainer: Trainer, phase: str, factor: float) -> None:
+    """Which groups train in each phase: text probe alone, then spatial (+text), then everything."""
+    recipe = trainer.recipe
+    for group in trainer.optimizer.param_groups:
+        name = group["name"]
+        active = {
+            "text": name == "text",
+            "image": name in ("spatial", "text"),
+            "clip": True,
+        }[phase]
+        scale = recipe.spatial_lr_scale if (phase == "clip" and name == "spatial") else 1.0
+        group["lr"] = group["base_lr"] * factor * scale if active else 0.0
+
+
+def flow_matching_loss(
+    dit: VideoDiT,
+    x0: torch.Tensor,
+    context: torch.Tensor,
+    mask: torch.Tensor,
+    generator: torch.Generator,
+    logit_std: float,
+) -> torch.Tensor:
+    """Velocity MSE at logit-normal noise levels."""
+    b = x0.shape[0]
+    s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std)
+    noise = torch.randn(x0.shape, generator=generator)
+    s_ = s.view(b, 1, 1, 1, 1)
+    x_s = (1 - s_) * x0 + s_ * noise
+    prediction = dit(x_s, s * 1000.0, context, mask)
+    return F.mse_loss(prediction, noise - x0)
+
+
+def drop_captions(captions: list[str], prob: float, generator: random.Random) -> tuple[list[str], list[bool]]:
+    dropped = [generator.random() < prob for _ in captions]
+    return ["" if d else c for c, d in zip(captions, dropped)], dropped
+
+
+def train_step(
+    trainer: Trainer, latents: PixelLatents | VAELatents, data: dict[str, CaptionedBatches]
+) -> dict:
+    recipe = trainer.recipe
+    phase, local, length = phase_of(recipe, trainer.step)
+    set_phase_learning_rates(trainer, phase, learning_rate_factor(recipe, local, length))
+    generator = torch.Generator().manual_seed(hash_seed(recipe.seed, "noise", trainer.step))
+    caption_rng = random.Random(hash_seed(recipe.seed, "drop", trainer.step))
+    trainer.dit.train()
+    trainer.encoder.train(recipe.train_text_encoder)
+    logs: dict[str, float] = {}
+    total = torch.zeros(())
+
+    parts: list[tuple[str, int]] = []
+    if phase in ("text", "image"):
+        parts.append(("image", recipe.image_batch))
+    else:
+        parts.append(("clip", recipe.clip_batch))
+        if recipe.mixed_images:
+            parts.append(("image", recipe.mixed_images))
+    for kind, size in parts:
+        # Index the data by how many samples of this kind earlier steps used, so resuming is exact.
+        start = samples_before(recipe, kind, trainer.step)
+        video, captions, specs = data[kind].batch(start, size)
+        captions, dropped = drop_captions(captions, recipe.uncond_prob, caption_rng)
+        with torch.set_grad_enabled(recipe.train_text_encoder):
+            context, mask = encode_captions(trainer.encoder, captions)
+        if trainer.probe is not None:
+            targets = probe_targets(specs, kind == "clip", dropped)
+            probe_loss = trainer.probe.loss(context, mask, targets)
+            total = total + recipe.text_probe_weight * probe_loss
+            logs[f"probe_{kind}"] = float(probe_loss.detach())
+        if phase == "text":
+            continue
+        x0 = latents.encode(video)
+        loss = flow_matching_loss(trainer.dit, x0, context, mask, generator, recipe.logit_normal_std)
+        total = total + loss
+        logs[f"loss_{kind}"] = float(loss)
+
+    trainer.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    params = [p for g in trainer.optimizer.param_groups if g["lr"] > 0 for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+    trainer.optimizer.step()
+    if phase != "text":
+        trainer.dit_ema.update(trainer.dit)
+    if trainer.encoder_ema is not None:
+        trainer.encoder_ema.update(trainer.encoder)
+    trainer.step += 1
+    logs["phase"] = phase
+    return logs
+
+
+def samples_before(recipe: Recipe, kind: str, step: int) -> int:
+    """How many samples of ``kind`` the steps before ``step`` consumed."""
+    text = min(step, recipe.text_probe_steps)
+    image = min(max(0, step - recipe.text_probe_steps), recipe.image_steps)
+    clip = max(0, step - recipe.text_probe_steps - recipe.image_steps)
+    if kind == "clip":
+        return clip * recipe.clip_batch
+    return (text + image) * recipe.image_batch + clip * recipe.mixed_images
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints (resumable state) and outputs
+
+
+def state_path(recipe: Recipe) -> str:
+    return os.path.join(TRAIN_ROOT, recipe.name, "state.pt")
+
+
+def save_state(trainer: Trainer) -> None:
+    path = state_path(trainer.recipe)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    state = {
+        "step": trainer.step,
+        "dit": trainer.dit.state_dict(),
+        "encoder": trainer.encoder.state_dict(),
+        "probe": None if trainer.probe is None else trainer.probe.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "dit_ema": trainer.dit_ema.shadow,
+        "dit_ema_updates": trainer.dit_ema.updates,
+        "encoder_ema": None if trainer.encoder_ema is None else trainer.encoder_ema.shadow,
+        "encoder_ema_updates": 0 if trainer.encoder_ema is None else trainer.encoder_ema.updates,
+        "history": trainer.history,
+        "wall_seconds": trainer.wall_seconds,
+        "cpu_seconds": trainer.cpu_seconds,
+        "recipe": recipe_dict(trainer.recipe),
+    }
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)  # atomic: a run cut off mid-save keeps the previous state
+
+
+def load_state(trainer: Trainer) -> bool:
+    path = state_path(trainer.recipe)
+    if not os.path.isfile(path):
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["recipe"] != recipe_dict(trainer.recipe):
+        raise RuntimeError(
+            f"{path} was saved by a different recipe; delete it to start over, or restore the recipe"
+        )
+    trainer.step = state["step"]
+    trainer.dit.load_state_dict(state["dit"])
+    trainer.encoder.load_state_dict(state["encoder"])
+    if trainer.probe is not None:
+        trainer.probe.load_state_dict(state["probe"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.dit_ema.shadow, trainer.dit_ema.updates = state["dit_ema"], state["dit_ema_updates"]
+    if trainer.encoder_ema is not None:
+        trainer.encoder_ema.shadow = state["encoder_ema"]
+        trainer.encoder_ema.updates = state["encoder_ema_updates"]
+    trainer.history = state["history"]
+    trainer.wall_seconds = state["wall_seconds"]
+    trainer.cpu_seconds = state["cpu_seconds"]
+    return True
+
+
+def recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(recipe)))
+
+
+def dit_file(recipe: Recipe) -> str:
+    return f"dit-sprites-{recipe.name}.safetensors"
+
+
+def export_weights(trainer: Trainer, out_dir: str, dtype: torch.dtype = torch.float16) -> dict[str, str]:
+    """Write the EMA weights (``dtype``) of the DiT, and of the text encoder when it trained here."""
+    recipe = trainer.recipe
+    written = {}
+    dit = trainer.dit_ema.copy_to(VideoDiT(recipe.dit)).to(dtype)
+    path = os.path.join(out_dir, dit_file(recipe))
+    metadata = {
+        "videocascade.latent_format": latent_format_of(recipe),
+        "videocascade.sampler": recipe.sampler.metadata(),
+    }
+    save_checkpoint(path, dit, recipe.dit, "dit", f"sprites-{recipe.name}", metadata)
+    written["dit"] = path
+    if trainer.encoder_ema is not None:
+        encoder = trainer.encoder_ema.copy_to(TextEncoder(trainer.encoder.config)).to(dtype)
+        path = os.path.join(out_dir, TEXT_ENCODER_FILE)
+        save_checkpoint(path, encoder, trainer.encoder.config, "text_encoder", TEXT_FAMILY)
+        written["text_encoder"] = path
+    return written
+
+
+def latent_format_of(recipe: Recipe) -> str:
+    if recipe.latent == PIXEL_FORMAT:
+        return PIXEL_FORMAT
+    from ..runtime.checkpoints import FAMILY_KEY, read_safetensors
+
+    return read_safetensors(os.path.join(EMBEDDED_DIR, recipe.latent))[1][FAMILY_KEY]
+
+
+def ema_models(trainer: Trainer) -> tuple[VideoDiT, TextEncoder]:
+    dit = trainer.dit_ema.copy_to(VideoDiT(trainer.recipe.dit)).eval()
+    if trainer.encoder_ema is not None:
+        encoder = trainer.encoder_ema.copy_to(TextEncoder(trainer.encoder.config)).eval()
+    else:
+        encoder = trainer.encoder
+    return dit, encoder
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Quick evaluation straight from the models (the shipped figures come from sprites/evaluate.py)
+
+
+@torch.no_grad()
+def sample_videos(
+    dit: VideoDiT,
+    encoder: TextEncoder,
+    latents: PixelLatents | VAELatents,
+    prompts: list[str],
+    latent_shape: tuple[int, int, int, int],
+    sampler: SamplerSettings,
+    seed: int,
+) -> torch.Tensor:
+    """Videos ``[B, 3, T, H, W]`` in [-1, 1] for ``prompts`` (negative prompt: the empty one)."""
+    from ..models.text_encoder import encode_prompts
+    from ..samplers import FlowPrediction, sample
+
+    cond = encode_prompts(encoder, prompts)
+    uncond = encode_prompts(encoder, [""] * len(prompts))
+    noise = torch.randn((len(prompts), *latent_shape), generator=torch.Generator().manual_seed(seed))
+
+    def model_fn(x, timestep, c):
+        return dit(x, timestep, c[0], c[1])
+
+    out = sample(
+        model_fn,
+        FlowPrediction(shift=sampler.shift),
+        noise,
+        steps=sampler.steps,
+        solver=sampler.solver,
+        cfg=sampler.cfg,
+        cond=cond,
+        uncond=uncond,
+        progress=False,
+    )
+    return latents.decode(out)
+
+
+def latent_shape_of(recipe: Recipe, latents: PixelLatents | VAELatents) -> tuple[int, int, int, int]:
+    probe = torch.zeros(1, 3, recipe.frames, recipe.height, recipe.width)
+    return tuple(latents.encode(probe).shape[1:])
+
+
+def quick_eval(trainer: Trainer, latents, count: int = 24, split: str = "heldout") -> dict[str, float]:
+    from .evaluate import evaluation_prompts, score_clip, summarize
+
+    recipe = trainer.recipe
+    dit, encoder = ema_models(trainer)
+    prompts = evaluation_prompts(split, count, seed=1234, fps=recipe.fps, frames=recipe.frames)
+    videos = sample_videos(
+        dit, encoder, latents, [p.prompt for p in prompts], latent_shape_of(recipe, latents),
+        recipe.sampler, seed=99,
+    )  # fmt: skip
+    frames = videos.add(1).mul(0.5).clamp(0, 1).permute(0, 2, 3, 4, 1)
+    scores = [score_clip(f, p.prompt) for f, p in zip(frames, prompts)]
+    return summarize(scores)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Runs
+
+
+def train(
+    recipe: Recipe,
+    out_dir: str = EMBEDDED_DIR,
+    checkpoint_minutes: float = 4.0,
+    log_every: int = 10,
+    eval_every: int = 0,
+    command: str = "",
+    final_eval: int = 48,
+) -> dict[str, str]:
+    """Train (resuming when a saved state exists), export EMA weights and cards; return written paths."""
+    torch.manual_seed(recipe.seed)
+    if recipe.train_text_encoder:
+        encoder = TextEncoder(recipe.text)
+    else:  # frozen: the shared encoder trained with the first DiT
+        encoder, _ = load_text_encoder(os.path.join(out_dir, TEXT_ENCODER_FILE))
+        recipe.dit.text_dim = encoder.config.dim
+        recipe.text = encoder.config
+    trainer = build_trainer(recipe, encoder)
+    resumed = load_state(trainer)
+    print(
+        f"[{recipe.name}] {'resumed at step ' + str(trainer.step) if resumed else 'fresh start'}", flush=True
+    )
+    latents = latent_space(recipe)
+    data = {"image": CaptionedBatches(recipe, "image"), "clip": CaptionedBatches(recipe, "clip")}
+    last_save = time.monotonic()
+    window: list[dict] = []
+    while trainer.step < recipe.total_steps:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        logs = train_step(trainer, latents, data)
+        trainer.wall_seconds += time.perf_counter() - wall0
+        trainer.cpu_seconds += time.process_time() - cpu0
+        window.append(logs)
+        if trainer.step % log_every == 0 or trainer.step == recipe.total_steps:
+            summary = _mean_logs(window)
+            summary.update(step=trainer.step, wall_min=trainer.wall_seconds / 60)
+            trainer.history.append(summary)
+            print(json.dumps(summary), flush=True)
+            window = []
+        if eval_every and trainer.step % eval_every == 0 and phase_of(recipe, trainer.step - 1)[0] == "clip":
+            print(json.dumps({"step": trainer.step, "quick_eval": quick_eval(trainer, latents)}), flush=True)
+        if time.monotonic() - last_save > checkpoint_minutes * 60:
+            save_state(trainer)
+            last_save = time.monotonic()
+    save_state(trainer)
+    written = export_weights(trainer, out_dir)
+    evaluation = quick_eval(trainer, latents, count=final_eval) if final_eval else {}
+    print(json.dumps({"final_quick_eval": evaluation}), flush=True)
+    write_cards(trainer, written, evaluation, command)
+    return written
+
+
+def _mean_logs(window: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {"phase": window[-1]["phase"]}
+    keys = {k for w in window for k in w if k != "phase"}
+    for key in sorted(keys):
+        values = [w[key] for w in window if key in w]
+        out[key] = round(sum(values) / len(values), 5)
+    return out
+
+
+def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, command: str) -> None:
+    recipe = trainer.recipe
+    machine = f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPU cores"
+    common = {
+        "seed": recipe.seed,
+        "steps": recipe.total_steps,
+        "command": command or f"python -m videocascade.sprites.train_dit {stage_of(recipe)}",
+        "wall_minutes": round(trainer.wall_seconds / 60, 1),
+        "cpu_minutes": round(trainer.cpu_seconds / 60, 1),
+        "machine": machine,
+        "torch": torch.__version__,
+        "final_losses": trainer.history[-1] if trainer.history else {},
+        "recipe": recipe_dict(recipe),
+        "quick_evaluation_at_training_resolution": evaluation,
+    }
+    for kind, path in written.items():
+        card = {"file": os.path.basename(path), "kind": kind, **common}
+        if kind == "text_encoder":
+            card["config"] = dataclasses.asdict(trainer.encoder.config)
+            card["trained_with"] = dit_file(recipe)
+        else:
+            card["config"] = dataclasses.asdict(recipe.dit)
+            card["latent_format"] = latent_format_of(recipe)
+            card["sampler"] = json.loads(recipe.sampler.metadata())
+        with open(path.removesuffix(".safetensors") + ".card.json", "w", encoding="utf-8") as f:
+            json.dump(card, f, indent=2)
+            f.write("\n")
+
+
+def stage_of(recipe: Recipe) -> str:
+    return {v().name: k for k, v in STAGE_RECIPES.items()}.get(recipe.name, recipe.name)
+
+
+STAGE_RECIPES: dict[str, Callable[[], Recipe]] = {"text-and-makeavideo": makeavideo_recipe}
+
+
+def run_stage(stage: str, argv: list[str] | None = None) -> dict[str, str]:
+    """Run one stage with command-line style options (``--seed``, ``--threads``, ``--out``, ...)."""
+    parser = argparse.ArgumentParser(prog=f"train_dit {stage}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    parser.add_argument("--out", default=EMBEDDED_DIR, help="folder for the weights and cards")
+    parser.add_argument("--eval-every", type=int, default=0, help="quick evaluation every N clip steps")
+    parser.add_argument("--scale-steps", type=float, default=1.0, help="multiply every phase's steps")
+    parser.add_argument(
+        "--final-eval", type=int, default=48, help="prompts of the quick evaluation at the end"
+    )
+    args = parser.parse_args(argv or [])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = STAGE_RECIPES[stage]()
+    recipe.seed = args.seed
+    if args.scale_steps != 1.0:
+        for name in ("text_probe_steps", "image_steps", "clip_steps"):
+            setattr(recipe, name, max(1, round(getattr(recipe, name) * args.scale_steps)))
+    command = "python -m videocascade.sprites.train_dit " + " ".join([stage, *(argv or [])])
+    return train(recipe, args.out, eval_every=args.eval_every, command=command, final_eval=args.final_eval)
+
+
+STAGES: dict[str, Callable[..., dict[str, str]]] = {
+    name: (lambda argv=None, _name=name: run_stage(_name, argv)) for name in STAGE_RECIPES
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STAGES:
+        print(f"usage: python -m videocascade.sprites.train_dit {{{','.join(STAGES)}}} [options]")
+        return 2
+    run_stage(argv[0], argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
