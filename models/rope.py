@@ -94,11 +94,22 @@ def sequence_rotary_table(length: int, head_dim: int, theta: float = 10000.0) ->
     return torch.polar(torch.ones_like(angles), angles).to(torch.complex64)
 
 
-def apply_rotary(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x [..., L, heads, head_dim]`` by ``table [L, head_dim / 2]`` (complex).
+def apply_rotary(x: torch.Tensor, table: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate ``x [..., L, heads, head_dim]`` by ``table [L, head_dim / 2]`` (complex) -> ``[..., heads, L, head_dim]``.
 
-    One complex multiply per pair; computed in float32 whatever ``x``'s dtype, returned in ``x``'s dtype.
+    The result comes out contiguous in the heads-first layout attention kernels read fastest (the
+    transposition rides on the multiply, no extra pass). ``scale [..., L, 1]`` (real, e.g. an RMS norm's
+    per-token ``1 / rms``) is folded into the small table instead of costing a pass over ``x``. Computed
+    in float32 whatever ``x``'s dtype, returned in ``x``'s dtype.
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    rotated = torch.view_as_real(pairs * table.unsqueeze(-2)).flatten(-2)
-    return rotated.to(x.dtype)
+    table = table.unsqueeze(-2) if scale is None else table.unsqueeze(-2) * scale.unsqueeze(-1)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2))).transpose(-3, -2)  # [..., H, L, hd/2]
+    table = table.transpose(-3, -2)  # [..., 1, L, hd/2]
+    if torch.is_grad_enabled():
+        rotated = (pairs * table).contiguous()
+    else:
+        rotated = torch.empty(
+            torch.broadcast_shapes(pairs.shape, table.shape), dtype=pairs.dtype, device=x.device
+        )
+        torch.mul(pairs, table, out=rotated)
+    return torch.view_as_real(rotated).flatten(-2).to(x.dtype)

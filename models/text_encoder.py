@@ -108,10 +108,8 @@ class EncoderBlock(nn.Module):
     ) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, self.num_heads, -1)).unbind(2)
-        q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        out = attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), backend=backend, mask=key_mask
-        )
+        q, k = apply_rotary(q, rope), apply_rotary(k, rope)  # -> [B, heads, L, head_dim]
+        out = attention(q, k, v.transpose(1, 2), backend=backend, mask=key_mask)
         x = x + self.proj(out.transpose(1, 2).reshape(b, n, d))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x)), approximate="tanh"))
 
