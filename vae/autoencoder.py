@@ -203,7 +203,8 @@ class CausalVAE(nn.Module):
     # -- whole-clip encode / decode ---------------------------------------------------------------
     def encode_posterior(self, video: torch.Tensor) -> DiagonalGaussian:
         self.check_video(video)
-        return DiagonalGaussian(self.quant_conv(self.encoder(video)))
+        # contiguous: the CPU convolutions return a frame-major layout (see CausalConv3d)
+        return DiagonalGaussian(self.quant_conv(self.encoder(video)).contiguous())
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Raw latent mean (not normalised for the diffusion model)."""
@@ -216,7 +217,7 @@ class CausalVAE(nn.Module):
                 f"{self.family} VAE decodes latents [B, {self.latent_channels}, T, h, w], got {tuple(z.shape)}"
             )
         video = self.decoder(self.post_quant_conv(z))
-        return video.clamp(-1.0, 1.0) if clamp else video
+        return (video.clamp(-1.0, 1.0) if clamp else video).contiguous()
 
     def forward(
         self, video: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None

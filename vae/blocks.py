@@ -29,7 +29,7 @@ class RMSNorm(nn.Module):
         # F.normalize divides by the L2 norm, i.e. RMS * sqrt(C); ``scale`` restores unit RMS.
         # Half precision would lose the sum of squares, so normalise in fp32.
         normalized = F.normalize(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x, dim=1)
-        return normalized.to(x.dtype) * self.scale * self.gamma
+        return normalized.to(x.dtype) * (self.scale * self.gamma)  # one full-size multiply, not two
 
 
 class ResidualBlock(nn.Module):

@@ -34,6 +34,10 @@ class StreamCache:
     def __len__(self) -> int:
         return len(self._state)
 
+    def nbytes(self) -> int:
+        """Memory held by the cached frames."""
+        return sum(v.numel() * v.element_size() for v in self._state.values() if isinstance(v, torch.Tensor))
+
 
 def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (value, value, value) if isinstance(value, int) else tuple(value)
@@ -58,36 +62,71 @@ class CausalConv3d(nn.Conv3d):
         if x.shape[2] == 0:  # nothing new in this chunk (a strided stage upstream is still collecting frames)
             b, _, _, h, w = x.shape
             return x.new_zeros(b, self.out_channels, 0, h, w)
-        front = self.time_padding
-        pieces = []
-        if past is not None and front > 0:
-            past = past[:, :, -front:].to(x.dtype)
-            front -= past.shape[2]
+        if past is not None:
+            keep = self.time_padding
+            past = past[:, :, -keep:].to(x.dtype) if keep > 0 and past.shape[2] > 0 else None
+        if x.device.type == "cpu" and x.dtype == torch.float32:
+            # PyTorch runs fp32 conv3d on CPU through an im2col buffer of kernel-volume x input size
+            # (27x for 3x3x3); 2D convolutions avoid it. Per tap when activations are large (no copy of
+            # them), as one conv over time-stacked frames when the weight is larger (no copy of it).
+            if self.kernel_size[0] == 1 or x.numel() * self.kernel_size[0] > self.weight.numel():
+                return self._conv_by_taps(x, past)
+            return self._conv_by_stacking(x, past)
+        return super().forward(self._pad_time(x, past))
+
+    def _pad_time(self, x: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
+        """``zeros ++ past ++ x`` along time, ``kernel_t - 1`` frames longer than ``x``."""
+        front = self.time_padding - (0 if past is None else past.shape[2])
+        pieces = [] if past is None else [past]
         if front > 0:
             b, c, _, h, w = x.shape
-            pieces.append(x.new_zeros(b, c, front, h, w))
-        if past is not None and self.time_padding > 0:
-            pieces.append(past)
-        if x.device.type == "cpu" and x.dtype == torch.float32:
-            return self._conv_by_frames(torch.cat([p.transpose(1, 2) for p in (*pieces, x)], dim=1))
-        return super().forward(torch.cat([*pieces, x], dim=2) if pieces else x)
+            pieces.insert(0, x.new_zeros(b, c, front, h, w))
+        return torch.cat([*pieces, x], dim=2) if pieces else x
 
-    def _conv_by_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """The convolution as a sum over its temporal taps of 2D convolutions, on ``[B, T, C, H, W]``.
+    def _conv_by_stacking(self, x: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
+        """One 2D convolution whose input channels are each output frame's ``kernel_t`` input frames.
 
-        On CPU, PyTorch runs fp32 ``conv3d`` through an im2col buffer of ``kernel volume x input`` size
-        (27x for 3x3x3); 2D convolutions need none, which cuts the decoder's working memory several times
-        at equal speed. The result keeps the frame-major memory layout (a transposed view), which the
-        next layer's taps and per-frame ops then read without copying.
+        The weight ``[O, I, kt, kh, kw]`` is viewed as ``[O, I*kt, kh, kw]`` (channel ``i*kt + k``), so only
+        the (small) activations are rearranged.
         """
-        b, t_in, c, h, w = frames.shape
-        t_out = t_in - self.kernel_size[0] + 1
-        out = None
-        for k in range(self.kernel_size[0]):
-            tap = frames[:, k : k + t_out].reshape(b * t_out, c, h, w)
-            y = F.conv2d(tap, self.weight[:, :, k], self.bias if k == 0 else None, padding=self.padding[1:])
-            out = y if out is None else out.add_(y)
-        return out.view(b, t_out, self.out_channels, h, w).transpose(1, 2)
+        b, c, t, h, w = x.shape
+        kt, kh, kw = self.kernel_size
+        windows = self._pad_time(x, past).unfold(2, kt, 1)  # [B, C, T, H, W, kt]
+        stacked = windows.permute(0, 2, 1, 5, 3, 4).reshape(b * t, c * kt, h, w)
+        weight = self.weight.reshape(self.out_channels, c * kt, kh, kw)
+        y = F.conv2d(stacked, weight, self.bias, padding=self.padding[1:])
+        return y.view(b, t, self.out_channels, h, w).transpose(1, 2)
+
+    def _conv_by_taps(self, x: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
+        """The convolution as a sum over temporal taps of 2D convolutions of whole frames. Output
+        frame ``t`` is ``bias + sum_k W_k * S[t + k]`` over the sequence ``S = zeros ++ past ++ x`` of
+        ``kernel_t - 1 + T`` frames; zero frames contribute nothing, so they are skipped, not built. The
+        result has a frame-major memory layout (a transposed view), which per-frame layers read for free.
+        """
+        b, c, t, h, w = x.shape
+        kt = self.kernel_size[0]
+        kept = 0 if past is None else past.shape[2]
+        front = kt - 1 - kept  # zero frames before ``past``
+        x_frames = x.transpose(1, 2)  # [B, T, C, H, W]
+        past_frames = None if past is None else past.transpose(1, 2)
+
+        def conv(frames: torch.Tensor, k: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+            n = frames.shape[1]
+            y = F.conv2d(frames.reshape(b * n, c, h, w), self.weight[:, :, k], bias, padding=self.padding[1:])
+            return y.view(b, n, self.out_channels, h, w)
+
+        # the last tap reads exactly x: it starts the output (with the bias)
+        out = conv(x_frames, kt - 1, self.bias)
+        for k in range(kt - 1):
+            # output frame i reads S[i + k]: from x when i + k >= kt - 1, from past when front <= i + k
+            first_x = kt - 1 - k
+            if first_x < t:
+                out[:, first_x:] += conv(x_frames[:, : t - first_x], k)
+            if past_frames is not None:
+                start, stop = max(0, front - k), min(t, kt - 1 - k)
+                if start < stop:
+                    out[:, start:stop] += conv(past_frames[:, start + k - front : stop + k - front], k)
+        return out.transpose(1, 2)
 
     def stream(self, x: torch.Tensor, cache: StreamCache) -> torch.Tensor:
         """Convolve the next chunk ``x`` of a clip, reading and updating this layer's past frames in ``cache``."""
@@ -96,11 +135,18 @@ class CausalConv3d(nn.Conv3d):
             return self(x)
         past = cache.get(self)
         out = self(x, past)
-        if x.shape[2] >= keep or past is None:
-            tail = x[:, :, -keep:]
+        t = x.shape[2]
+        if t == 0:
+            return out
+        if t >= keep or past is None:
+            tail, fresh = x[:, :, -keep:], False  # a view into the chunk
         else:
-            tail = torch.cat([past, x], dim=2)[:, :, -keep:]
-        if x.shape[2] > 0:
-            # clone: a view would keep the whole chunk's activation alive until the next chunk
-            cache.put(self, tail.clone())
+            tail, fresh = torch.cat([past[:, :, t - keep :], x], dim=2), True
+        if past is not None and past.shape == tail.shape and not torch.is_grad_enabled():
+            # overwrite in place: the cache is allocated once per clip, so streaming does not scatter
+            # short-lived and long-lived buffers across the heap (which keeps freed memory resident)
+            past.copy_(tail)
+        else:
+            # clone a view: it would keep the whole chunk's activation alive until the next chunk
+            cache.put(self, tail if fresh else tail.clone())
         return out

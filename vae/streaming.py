@@ -68,7 +68,7 @@ def stream_encode(
         parameters.append(vae.quant_conv(encoded).float().to(video.device))
         if progress is not None:
             progress.update()
-    return DiagonalGaussian(torch.cat(parameters, dim=2))
+    return DiagonalGaussian(torch.cat(parameters, dim=2).contiguous())
 
 
 @torch.no_grad()
@@ -143,15 +143,20 @@ def _depth_first(stages: list[Stage], x: torch.Tensor, cache: StreamCache, max_f
 
 @torch.no_grad()
 def iter_decode(
-    vae: CausalVAE, z: torch.Tensor, chunk_frames: int | None = 1, progress: Progress | None = None
+    vae: CausalVAE,
+    z: torch.Tensor,
+    chunk_frames: int | None = 1,
+    progress: Progress | None = None,
+    cache: StreamCache | None = None,
 ) -> Iterator[torch.Tensor]:
     """Decode raw latent ``z`` in causal chunks of ``chunk_frames`` latent frames (None: all at once).
 
     Yields consecutive clamped video chunks (compute device and dtype). Working memory depends on the
-    chunk size and resolution, not on the clip length.
+    chunk size and resolution, not on the clip length. Passing the ``cache`` of a previous call continues
+    that clip (``z`` holds its next latent frames) instead of starting a new one.
     """
     device, dtype = _placement(vae)
-    cache = StreamCache()
+    cache = StreamCache() if cache is None else cache
     stages = vae.decoder.stages()
     frames = z.shape[2]
     max_frames = sys.maxsize if chunk_frames is None else chunk_frames
