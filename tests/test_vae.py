@@ -4,9 +4,11 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from videocascade.vae import CausalVAE, CausalVAEConfig, decode_video, encode_video, pad_frames, vae_preset
 from videocascade.vae.blocks import ResidualBlock
-from videocascade.vae.streaming import stream_encode
+from videocascade.vae.causal_conv import CausalConv3d, StreamCache
+from videocascade.vae.streaming import iter_decode, stream_encode
 from videocascade.vae.tiling import decode_tiled, edge_ramp, tile_starts
 
 T4 = CausalVAEConfig(
@@ -51,6 +53,30 @@ def vae4():
 
 def _video(frames: int, size: int = 16) -> torch.Tensor:
     return torch.rand(1, 3, frames, size, size) * 2 - 1
+
+
+@pytest.mark.parametrize("channels,size", [(4, 8), (24, 2)])  # per-tap path / time-stacked path on CPU
+@pytest.mark.parametrize("kernel", [(3, 3, 3), (1, 3, 3), (3, 1, 1)])
+@torch.no_grad()
+def test_causal_conv_equals_zero_padded_conv3d(channels, size, kernel):
+    conv = CausalConv3d(channels, 5, kernel)
+    kt = kernel[0]
+    x = torch.randn(2, channels, 4, size, size)
+    for past in (None, torch.randn(2, channels, 1, size, size), torch.randn(2, channels, 3, size, size)):
+        front = [] if past is None else [past[:, :, -(kt - 1) :]] if kt > 1 else []
+        sequence = torch.cat([*front, x], dim=2)
+        zeros = torch.zeros(2, channels, kt - 1 + x.shape[2] - sequence.shape[2], size, size)
+        padding = (0, kernel[1] // 2, kernel[2] // 2)
+        expected = F.conv3d(torch.cat([zeros, sequence], dim=2), conv.weight, conv.bias, padding=padding)
+        torch.testing.assert_close(conv(x, past), expected, rtol=0, atol=1e-5)
+        # the generic path (any other device/dtype) gives the same numbers
+        double = conv.double()(x.double(), None if past is None else past.double())
+        torch.testing.assert_close(double.float(), expected, rtol=0, atol=1e-5)
+        conv.float()
+    # streaming a frame at a time through the cache equals the whole sequence
+    cache = StreamCache()
+    streamed = torch.cat([conv.stream(x[:, :, t : t + 1], cache) for t in range(4)], dim=2)
+    torch.testing.assert_close(streamed, conv(x), rtol=0, atol=1e-5)
 
 
 def test_shapes_and_factors(vae4):
@@ -103,6 +129,16 @@ def test_streaming_decode_equals_whole_clip(vae4, chunk):
     with torch.no_grad():
         whole = vae4.decode(z)
     torch.testing.assert_close(decode_video(vae4, z, chunk), whole, rtol=0, atol=1e-5)
+
+
+def test_decoding_resumes_from_a_cache(vae4):
+    z = torch.randn(1, 4, 5, 4, 4)
+    cache = StreamCache()
+    first = torch.cat(list(iter_decode(vae4, z[:, :, :2], 1, cache=cache)), dim=2)
+    rest = torch.cat(list(iter_decode(vae4, z[:, :, 2:], 2, cache=cache)), dim=2)
+    torch.testing.assert_close(
+        torch.cat([first, rest], dim=2), decode_video(vae4, z, None), rtol=0, atol=1e-5
+    )
 
 
 def test_encode_video_pads_odd_lengths_with_last_frame(vae4):
