@@ -10,7 +10,14 @@ from safetensors.torch import save_file
 diffusers = pytest.importorskip("diffusers")
 from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers  # noqa: E402
 from videocascade.runtime.checkpoints import CheckpointError, save_checkpoint  # noqa: E402
-from videocascade.vae import CausalVAE, CausalVAEConfig, decode_video, load_vae, vae_preset  # noqa: E402
+from videocascade.vae import (  # noqa: E402
+    CausalVAE,
+    CausalVAEConfig,
+    decode_video,
+    encode_video,
+    load_vae,
+    vae_preset,
+)
 from videocascade.vae.streaming import stream_encode  # noqa: E402
 from videocascade.vae.wan_keys import (  # noqa: E402
     config_from_state,
@@ -226,6 +233,12 @@ def test_cogvideox_files_are_handed_to_the_cogvideox_loader(tmp_path):
     tiny.save_pretrained(tmp_path / "folder")
     model, family = load_vae(str(tmp_path / "folder"))
     assert family == "cogvideox" and model.latent_channels == 4
+    # the node-facing helpers drive another family's VAE through its own chunked decode/encode
+    z = torch.randn(1, 4, 3, 4, 4)
+    video = decode_video(model, z, chunk_frames=-1)
+    torch.testing.assert_close(video, model.decode(z).float(), rtol=0, atol=1e-5)
+    assert decode_video(model, z, chunk_frames=-1, tile=(16, 16), tile_overlap=8).shape == video.shape
+    assert encode_video(model, video[:, :, :8], chunk_frames=None).shape == (1, 4, 3, 4, 4)  # padded to 9
     # a single file has no config: the release's norm groups need widths that are multiples of 32
     small = diffusers.AutoencoderKLCogVideoX(
         block_out_channels=(32, 32, 32, 32), latent_channels=4, layers_per_block=1

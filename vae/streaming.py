@@ -96,19 +96,17 @@ def encode_video(
             video.shape[2],
             video.shape[2] - added,
         )
-    chunks = _chunks(video.shape[2], chunk_frames)
-    with Progress(len(chunks), "VAE encode") as progress:
-        if isinstance(vae, CausalVAE):
+    if isinstance(vae, CausalVAE):
+        with Progress(len(_chunks(video.shape[2], chunk_frames)), "VAE encode") as progress:
             posterior = stream_encode(vae, video, chunk_frames, progress)
-            z = posterior.sample(generator) if sample else posterior.mean
-        else:
-            _check_spatial(vae, video)
-            device, dtype = _placement(vae)
-            x = video.to(device, dtype)
-            z = vae.encode(x, chunk_frames) if _takes_chunks(vae.encode) else vae.encode(x)
-            if sample:
-                log.warning("VAE encode: sampling is only supported for our causal VAE; returned the mean")
-            progress.update(len(chunks))
+        z = posterior.sample(generator) if sample else posterior.mean
+    else:  # another family: its own chunking convention (chunk_frames is passed through unchanged)
+        _check_spatial(vae, video)
+        device, dtype = _placement(vae)
+        x = video.to(device, dtype)
+        z = vae.encode(x, chunk_frames) if _takes_chunks(vae.encode) else vae.encode(x)
+        if sample:
+            log.warning("VAE encode: sampling is only supported for our causal VAE; returned the mean")
     return z.float().to(video.device)
 
 
