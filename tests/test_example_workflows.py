@@ -28,12 +28,13 @@ from videocascade.models.text_encoder import TEXT_ENCODER_PRESETS, TextEncoder
 from videocascade.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from videocascade.runtime.checkpoints import save_checkpoint
 from videocascade.runtime.executor import run_workflow
-from videocascade.runtime.loaders import PATH_CHOICE
+from videocascade.runtime.loaders import LATENT_FORMAT_KEY, PATH_CHOICE
 from videocascade.runtime.schema import node_inputs, return_types, widget_inputs
 from videocascade.runtime.validation import check_prompt
 from videocascade.runtime.workflow import is_api_format, is_ui_format, ui_to_api
 from videocascade.vae import CausalVAE, CausalVAEConfig
 from videocascade.vae.cogvideox import CogVideoXVAE, CogVideoXVAEConfig
+from videocascade.vae.pixels import PIXEL_SPACE_FAMILY
 from videocascade.video_io import read_video
 
 NODES = NODE_CLASS_MAPPINGS
@@ -307,7 +308,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     paths = {name: str(folder / f"{name}.safetensors") for name in
-             ("text", "vae_3d", "vae_frame", "dit_full", "dit_factorized")}  # fmt: skip
+             ("text", "vae_3d", "vae_frame", "dit_full", "dit_factorized", "dit_pixels")}  # fmt: skip
     save_checkpoint(paths["text"], TextEncoder(TEXT), TEXT, "text_encoder", "test")
     for key, config in (("vae_3d", VAE_3D), ("vae_frame", VAE_FRAME)):
         save_checkpoint(paths[key], fx._perturbed(CausalVAE(config), 1), config, "vae", config.family)
@@ -317,41 +318,43 @@ def tiny(tmp_path_factory):
     ):
         config = dit_config(preset, text_dim=TEXT.dim)
         save_checkpoint(paths[key], fx._perturbed(VideoDiT(config), 2), config, "dit", family)
+    # The Make-A-Video base denoises RGB pixels: its metadata names the pixel-space "latent" format.
+    config = dit_config("test-tiny-factorized", in_channels=3, out_channels=3, text_dim=TEXT.dim)
+    save_checkpoint(paths["dit_pixels"], fx._perturbed(VideoDiT(config), 3), config, "dit", "test-base",
+                    {LATENT_FORMAT_KEY: PIXEL_SPACE_FAMILY})  # fmt: skip
     return paths
 
 
-def loader_overrides(api: dict, files: dict[str, str]) -> list[str]:
-    """``--set`` lines pointing each loader class at a file."""
+def loader_overrides(api: dict, files: dict[str, str | None]) -> list[str]:
+    """``--set`` lines pointing each loader class at a file (None: keep the workflow's choice)."""
     overrides = []
     for class_type, path in files.items():
         for node_id in ids_of(api, class_type):
-            overrides += [f"{node_id}.file={PATH_CHOICE}", f"{node_id}.path={path}"]
+            if path is not None:
+                overrides += [f"{node_id}.file={PATH_CHOICE}", f"{node_id}.path={path}"]
     return overrides
 
 
 GENERATIVE = {
-    # name: (VAE file, DiT file, frames asked, (frames, size, fps) of the saved video)
-    "sora_style_t2v": ("vae_3d", "dit_full", 5, (5, 32, 8.0)),  # 2 latent frames -> 5 frames
-    "videoldm": ("vae_frame", "dit_factorized", 3, (5, 64, 16.0)),  # 3 frames, x2 in time and space
+    # name: (VAE file (None: the workflow's own choice), DiT file, frames and size asked,
+    #        (frames, size, fps) of the saved video)
+    "sora_style_t2v": ("vae_3d", "dit_full", 5, 32, (5, 32, 8.0)),  # 2 latent frames -> 5 frames
+    "videoldm": ("vae_frame", "dit_factorized", 3, 32, (5, 64, 16.0)),  # 3 frames, x2 in time and space
+    # builtin/pixel-space as in the workflow; 3 frames of 16x16, x4 in time (4 -> 16 fps) and space.
+    "makeavideo_cascade": (None, "dit_pixels", 3, 16, (9, 64, 16.0)),
 }
 
 
 @pytest.mark.parametrize("form", ["api", "ui"])
 @pytest.mark.parametrize("name", list(GENERATIVE))
 def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path):
-    vae, dit, frames, (out_frames, out_size, out_fps) = GENERATIVE[name]
+    vae, dit, frames, size, (out_frames, out_size, out_fps) = GENERATIVE[name]
     api = read(api_file(name))
     overrides = loader_overrides(
-        api, {"VCTextEncoderLoader": tiny["text"], "VCVAELoader": tiny[vae], "VCDiTLoader": tiny[dit]}
+        api,
+        {"VCTextEncoderLoader": tiny["text"], "VCVAELoader": vae and tiny[vae], "VCDiTLoader": tiny[dit]},
     )
-    (latent,) = ids_of(api, "VCEmptyVideoLatent")
-    (sampler,) = ids_of(api, "VCDiTSampler")
-    overrides += [
-        f"{latent}.width=32",
-        f"{latent}.height=32",
-        f"{latent}.frames={frames}",
-        f"{sampler}.steps=2",
-    ]
+    overrides += shrunk(api, frames, size)
     path = api_file(name) if form == "api" else ui_file(name)
     result = run_workflow(path, overrides=overrides, output_dir=tmp_path)
     (saved,) = result.files
@@ -367,11 +370,16 @@ def spm_model(tmp_path_factory):
     return fx.train_spm(tmp_path_factory.mktemp("spm"))
 
 
-def shrunk(api: dict, frames: int = 5) -> list[str]:
-    """``--set`` lines for a 32x32 video of ``frames`` frames sampled in 2 steps."""
+def shrunk(api: dict, frames: int = 5, size: int = 32) -> list[str]:
+    """``--set`` lines for a ``size`` x ``size`` video of ``frames`` frames sampled in 2 steps."""
     (latent,) = ids_of(api, "VCEmptyVideoLatent")
     (sampler,) = ids_of(api, "VCDiTSampler")
-    return [f"{latent}.width=32", f"{latent}.height=32", f"{latent}.frames={frames}", f"{sampler}.steps=2"]
+    return [
+        f"{latent}.width={size}",
+        f"{latent}.height={size}",
+        f"{latent}.frames={frames}",
+        f"{sampler}.steps=2",
+    ]
 
 
 def test_wan_workflow_runs_on_tiny_wan_layout_files(spm_model, tmp_path):
