@@ -4,6 +4,7 @@ and drop, Workflow > Open, or its template browser) and as its API-format twin (
 
     python -m videocascade.example_workflows.build           # (re)write example_workflows/*.json, api/*_api.json
     python -m videocascade.example_workflows.build --check   # exit 1 when a file differs from its definition
+    python -m videocascade.example_workflows.build --thumbnails [NAME ...]  # run them, write <name>.jpg
 
 Widget values are laid out from the node classes themselves (``INPUT_TYPES`` order plus the values only the
 frontend keeps, such as a seed's ``control_after_generate``), so when a node gains or loses an input the
@@ -977,12 +978,92 @@ def build_all() -> dict[str, str]:
     return files
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Thumbnails: ComfyUI's template browser shows example_workflows/<name>.jpg on each template's card.
+
+THUMBNAIL_SIZE = 256
+
+
+def thumbnail_path(name: str) -> str:
+    return os.path.join(HERE, f"{name}.jpg")
+
+
+def write_thumbnails(names: list[str] | None = None) -> dict[str, str]:
+    """Run each workflow headless (as saved) and write a 2x2 grid of its video's frames as ``<name>.jpg``;
+    a workflow that cannot run here (model files not present) gets a card naming its stages instead.
+    Returns ``{name: "frames" | "card (<why>)"}``."""
+    import tempfile
+
+    from ..runtime.executor import run_workflow
+
+    done: dict[str, str] = {}
+    for make in DEFINITIONS:
+        definition = make()
+        if names and definition.name not in names:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                result = run_workflow(ui_path(definition.name), output_dir=tmp)
+                video = result.files[-1]
+            except Exception as e:  # missing weights or inputs: the card says what the workflow does
+                reason = str(e).strip().splitlines()[-1][:120]
+                _card(definition).save(thumbnail_path(definition.name), quality=88)
+                done[definition.name] = f"card ({reason})"
+                continue
+            _frame_grid(video).save(thumbnail_path(definition.name), quality=88)
+            done[definition.name] = "frames"
+    return done
+
+
+def _frame_grid(video: str):
+    """Four frames spread over the clip, 2x2, each upscaled to half the thumbnail (nearest for tiny clips)."""
+    from PIL import Image
+
+    from ..video_io import read_video
+
+    frames = read_video(video)[0]
+    half = THUMBNAIL_SIZE // 2
+    grid = Image.new("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    count = frames.shape[0]
+    for i in range(4):
+        frame = frames[round(i * (count - 1) / 3)]
+        tile = Image.fromarray((frame.numpy() * 255).round().astype("uint8"))
+        grid.paste(tile.resize((half, half), Image.Resampling.BICUBIC), ((i % 2) * half, (i // 2) * half))
+    return grid
+
+
+def _card(definition: Definition):
+    """A dark card with the workflow's name and its stages, for workflows whose models are not here."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    card = Image.new("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE), (32, 36, 44))
+    draw = ImageDraw.Draw(card)
+    title = ImageFont.load_default(size=19)
+    body = ImageFont.load_default(size=13)
+    draw.text((14, 14), definition.name.replace("_", " "), font=title, fill=(235, 235, 235))
+    y = 52
+    for stage in definition.stages:
+        draw.rounded_rectangle((14, y, THUMBNAIL_SIZE - 14, y + 26), 6, outline=(63, 120, 158), width=2)
+        text = stage.title.split("·", 1)[-1].strip()
+        while body.getlength(text) > THUMBNAIL_SIZE - 44:
+            text = text[:-2].rstrip() + "…"
+        draw.text((22, y + 6), text, font=body, fill=(200, 215, 235))
+        y += 34
+    return card
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m videocascade.example_workflows.build",
         description="Write the example workflows (UI format) and their API-format twins from their definitions.",
     )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
+    parser.add_argument(
+        "--thumbnails",
+        nargs="*",
+        metavar="NAME",
+        help="also run the workflows (all, or those named) and write their <name>.jpg template thumbnails",
+    )
     args = parser.parse_args(argv)
     stale = []
     for path, text in build_all().items():
@@ -1004,6 +1085,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not stale:
         print("example workflows are up to date")
+    if args.thumbnails is not None and not args.check:
+        for name, kind in write_thumbnails(args.thumbnails).items():
+            print(f"thumbnail {name}.jpg: {kind}")
     return 0
 
 

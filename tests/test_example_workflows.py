@@ -19,6 +19,7 @@ import av
 import pytest
 import test_nodes_fixtures as fx
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 from videocascade.example_workflows import build
 from videocascade.models.cogvideox_dit import CogVideoXTransformer, CogVideoXTransformerConfig
@@ -83,6 +84,9 @@ def test_files_are_what_the_definitions_build():
     assert not stale, (
         f"{stale} differ from their definitions: run python -m videocascade.example_workflows.build"
     )
+    for name in NAMES:  # the template browser's card picture
+        with Image.open(os.path.join(EXAMPLES, f"{name}.jpg")) as thumbnail:
+            assert thumbnail.format == "JPEG" and thumbnail.size == (256, 256)
     on_disk = {f for f in os.listdir(EXAMPLES) if f.endswith(".json")}
     assert on_disk == {f"{name}.json" for name in NAMES}, "a workflow file without a definition"
     assert sorted(os.listdir(build.API_DIR)) == sorted(f"{name}_api.json" for name in NAMES)
