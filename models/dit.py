@@ -10,6 +10,11 @@ and applies a GELU(tanh) MLP.
 spatial attention inside each frame followed by temporal attention across frames at each location. The
 temporal branch has its own norm and a zero-initialised gate, so a model first trained on images (T=1)
 computes exactly the same function when its temporal layers start training.
+
+Speed (without autograd, i.e. sampling): a block overwrites its own temporaries and the residual
+stream in place, reuses the widest outputs across blocks on CPU (``OutputBuffers``), folds the qk RMS
+norm into the rotary multiply and hands attention contiguous heads-first tensors. With autograd on
+(training) every step is out of place; ``test_dit.py`` checks both give the same numbers.
 """
 
 from __future__ import annotations
@@ -336,7 +341,10 @@ class DiTBlock(nn.Module):
         grid: TokenGrid,
         backend: str,
     ) -> torch.Tensor:
-        """``x [B, L, D]`` tokens, ``context [B, L_text, D]`` projected text, ``time_mod [B, 6, D]``."""
+        """``x [B, L, D]`` tokens, ``context [B, L_text, D]`` projected text, ``time_mod [B, 6, D]``.
+
+        Without autograd ``x`` is updated in place and returned.
+        """
         shift, scale, gate, mlp_shift, mlp_scale, mlp_gate = (
             (self.modulation + time_mod).unsqueeze(2).unbind(1)
         )

@@ -161,7 +161,8 @@ def _build_wan(
     num_heads: int | None,
     json_config: dict | None,
 ) -> tuple[nn.Module, str]:
-    unsupported = sorted(k for k in state if k.startswith(("img_emb.", "vace_")) or "_img." in k)
+    markers = ("img_emb.", "vace_", "_img.", "image_embedder.", "add_k_proj", "norm_added_k")
+    unsupported = sorted(k for k in state if any(m in k for m in markers))
     if unsupported:
         raise CheckpointError(
             f"{source} is a Wan image-to-video / VACE transformer (keys like {unsupported[:3]}); "
