@@ -1,6 +1,6 @@
 """Train the sprites DiTs by flow matching, and the shared byte-level text encoder with the first of them.
 
-Stages (``python -m videocascade.sprites.train_dit STAGE``, also listed in :data:`STAGES`):
+Stages (``python -m videocascade.sprites.train STAGE [--threads 1]``, listed in :data:`STAGES`):
 
 - ``text-and-makeavideo``: the text encoder and the Make-A-Video base, a factorized DiT in pixel space
   (9 frames of 32x32). Schedule of the seed paper: spatial layers on captioned single frames first (T=1,
@@ -23,14 +23,11 @@ same command continues from it. The EMA weights are written to ``weights/`` with
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
-import platform
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,14 +40,15 @@ from torch import nn
 from ..models.dit import DiTConfig, VideoDiT
 from ..models.text_encoder import ByteTokenizer, TextEncoder, TextEncoderConfig, load_text_encoder
 from ..runtime.checkpoints import save_checkpoint
-from ..runtime.model_paths import EMBEDDED_DIR, PACK_ROOT
+from ..runtime.model_paths import EMBEDDED_DIR
+from .captions import caption, image_caption
 from .dataset import SpritesDataConfig, SpritesDataset, frames_to_video
+from .train_common import RUNS_DIR, StageArgs, machine_description, reproducibility_note, write_card
 from .world import COLORS, MOTIONS, SHAPES, ClipSpec
 
 TEXT_ENCODER_FILE = "text_encoder-sprites.safetensors"
 TEXT_FAMILY = "sprites-text"
 PIXEL_FORMAT = "pixels"  # the latent format of the pixel-space "VAE" (vae/pixels.py)
-TRAIN_ROOT = os.path.join(PACK_ROOT, ".train")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -106,9 +104,11 @@ class Recipe:
     background_kinds: tuple[str, ...] | None = ("plain",)
     logit_normal_std: float = 1.0
     train_text_encoder: bool = False
-    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=3, num_heads=4))
+    text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=2, num_heads=4))
     text_probe_steps: int = 0  # steps of the text probe alone before the DiT starts (joint stage only)
     text_probe_weight: float = 0.1
+    text_batch: int = 32  # captions per probe step (text phase), and half that beside the image phase
+    freeze_text_for_clips: bool = True  # the encoder trains with the images, then freezes (its EMA)
     text_lr: float = 1e-3
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     seed: int = 0
@@ -119,7 +119,7 @@ class Recipe:
 
 
 def _dit(in_channels: int, layout: str, patch: tuple[int, int, int], **sizes: Any) -> DiTConfig:
-    base = dict(hidden_size=128, depth=5, num_heads=4, ffn_dim=512, text_dim=128, frequency_dim=64)
+    base = dict(hidden_size=96, depth=4, num_heads=3, ffn_dim=384, text_dim=128, frequency_dim=64)
     base.update(sizes)
     return DiTConfig(
         in_channels=in_channels,
@@ -140,10 +140,10 @@ def makeavideo_recipe() -> Recipe:
         frames=9,
         fps=4.0,
         text_probe_steps=300,
-        image_steps=1200,
-        clip_steps=1500,
+        image_steps=600,
+        clip_steps=1000,
         image_batch=32,
-        clip_batch=12,
+        clip_batch=8,
         mixed_images=8,
         train_text_encoder=True,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
@@ -186,6 +186,17 @@ class CaptionedBatches:
     def sample(self, n: int) -> tuple[torch.Tensor, str, ClipSpec]:
         two = random.Random(f"objects:{self.seed}:{self.kind}:{n}").random() < self.two_object_prob
         return self.sources[int(two)][n]
+
+    def captions(self, start: int, size: int) -> tuple[list[str], list[ClipSpec]]:
+        """Captions and specs only (no rendering), from a stream of their own: for the text probe."""
+        texts, specs = [], []
+        for n in range(start, start + size):
+            two = random.Random(f"objects:{self.seed}:{self.kind}:{n}").random() < self.two_object_prob
+            spec = self.sources[int(two)].spec(n)[0]
+            rng = random.Random(f"caption:{self.seed}:{self.kind}:{n}")
+            texts.append(image_caption(spec, rng) if self.kind == "image" else caption(spec, rng))
+            specs.append(spec)
+        return texts, specs
 
     def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str], list[ClipSpec]]:
         items = [self.sample(n) for n in range(start, start + size)]
@@ -276,7 +287,7 @@ class VAELatents:
     def __init__(self, file: str):
         from ..vae.loading import load_vae
 
-        self.vae, self.latent_format = load_vae(os.path.join(EMBEDDED_DIR, file))
+        self.vae, self.latent_format = load_vae(vae_path(file))
         self.vae.requires_grad_(False)
 
     @torch.no_grad()
@@ -286,6 +297,11 @@ class VAELatents:
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(self.vae.latents_from_model(latent)).clamp(-1.0, 1.0)
+
+
+def vae_path(file: str) -> str:
+    """An embedded VAE file name (``weights/<file>``) or a path."""
+    return file if os.path.isabs(file) else os.path.join(EMBEDDED_DIR, file)
 
 
 def latent_space(recipe: Recipe) -> PixelLatents | VAELatents:
@@ -389,7 +405,7 @@ def set_phase_learning_rates(trainer: Trainer, phase: str, factor: float) -> Non
         active = {
             "text": name == "text",
             "image": name in ("spatial", "text"),
-            "clip": True,
+            "clip": name != "text" or text_trains(recipe, phase),
         }[phase]
         scale = recipe.spatial_lr_scale if (phase == "clip" and name == "spatial") else 1.0
         group["lr"] = group["base_lr"] * factor * scale if active else 0.0
@@ -418,23 +434,44 @@ def drop_captions(captions: list[str], prob: float, generator: random.Random) ->
     return ["" if d else c for c, d in zip(captions, dropped)], dropped
 
 
+def text_trains(recipe: Recipe, phase: str) -> bool:
+    return recipe.train_text_encoder and not (phase == "clip" and recipe.freeze_text_for_clips)
+
+
 def train_step(
     trainer: Trainer, latents: PixelLatents | VAELatents, data: dict[str, CaptionedBatches]
 ) -> dict:
+    """One optimiser step of the current phase; returns its losses for the log."""
     recipe = trainer.recipe
     phase, local, length = phase_of(recipe, trainer.step)
+    if phase == "clip" and local == 0 and recipe.train_text_encoder and recipe.freeze_text_for_clips:
+        # The encoder freezes as the shipped one (its EMA): the clip phase conditions on exactly that.
+        trainer.encoder_ema.copy_to(trainer.encoder)
     set_phase_learning_rates(trainer, phase, learning_rate_factor(recipe, local, length))
     generator = torch.Generator().manual_seed(hash_seed(recipe.seed, "noise", trainer.step))
     caption_rng = random.Random(hash_seed(recipe.seed, "drop", trainer.step))
-    trainer.dit.train()
-    trainer.encoder.train(recipe.train_text_encoder)
+    text_grad = text_trains(recipe, phase)
+    trainer.dit.train(phase != "text")
+    trainer.encoder.train(text_grad)
     logs: dict[str, float] = {}
     total = torch.zeros(())
 
+    if text_grad:
+        # The probe reads captions of both kinds (clip captions carry the motion words); captions only.
+        size = recipe.text_batch if phase == "text" else recipe.text_batch // 2
+        for kind in ("clip", "image") if phase == "text" else ("clip",):
+            texts, specs = data[kind].captions(trainer.step * size, size)
+            features, mask = encode_captions(trainer.encoder, texts)
+            probe_loss = trainer.probe.loss(
+                features, mask, probe_targets(specs, kind == "clip", [False] * size)
+            )
+            total = total + recipe.text_probe_weight * probe_loss
+            logs[f"probe_{kind}"] = float(probe_loss.detach())
+
     parts: list[tuple[str, int]] = []
-    if phase in ("text", "image"):
+    if phase == "image":
         parts.append(("image", recipe.image_batch))
-    else:
+    elif phase == "clip":
         parts.append(("clip", recipe.clip_batch))
         if recipe.mixed_images:
             parts.append(("image", recipe.mixed_images))
@@ -443,19 +480,16 @@ def train_step(
         start = samples_before(recipe, kind, trainer.step)
         video, captions, specs = data[kind].batch(start, size)
         captions, dropped = drop_captions(captions, recipe.uncond_prob, caption_rng)
-        with torch.set_grad_enabled(recipe.train_text_encoder):
+        with torch.set_grad_enabled(text_grad):
             context, mask = encode_captions(trainer.encoder, captions)
-        if trainer.probe is not None:
-            targets = probe_targets(specs, kind == "clip", dropped)
-            probe_loss = trainer.probe.loss(context, mask, targets)
+        if text_grad and kind == "image":
+            probe_loss = trainer.probe.loss(context, mask, probe_targets(specs, False, dropped))
             total = total + recipe.text_probe_weight * probe_loss
-            logs[f"probe_{kind}"] = float(probe_loss.detach())
-        if phase == "text":
-            continue
+            logs["probe_image"] = float(probe_loss.detach())
         x0 = latents.encode(video)
         loss = flow_matching_loss(trainer.dit, x0, context, mask, generator, recipe.logit_normal_std)
         total = total + loss
-        logs[f"loss_{kind}"] = float(loss)
+        logs[f"loss_{kind}"] = float(loss.detach())
 
     trainer.optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -464,7 +498,7 @@ def train_step(
     trainer.optimizer.step()
     if phase != "text":
         trainer.dit_ema.update(trainer.dit)
-    if trainer.encoder_ema is not None:
+    if text_grad:
         trainer.encoder_ema.update(trainer.encoder)
     trainer.step += 1
     logs["phase"] = phase
@@ -473,24 +507,18 @@ def train_step(
 
 def samples_before(recipe: Recipe, kind: str, step: int) -> int:
     """How many samples of ``kind`` the steps before ``step`` consumed."""
-    text = min(step, recipe.text_probe_steps)
     image = min(max(0, step - recipe.text_probe_steps), recipe.image_steps)
     clip = max(0, step - recipe.text_probe_steps - recipe.image_steps)
     if kind == "clip":
         return clip * recipe.clip_batch
-    return (text + image) * recipe.image_batch + clip * recipe.mixed_images
+    return image * recipe.image_batch + clip * recipe.mixed_images
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Checkpoints (resumable state) and outputs
 
 
-def state_path(recipe: Recipe) -> str:
-    return os.path.join(TRAIN_ROOT, recipe.name, "state.pt")
-
-
-def save_state(trainer: Trainer) -> None:
-    path = state_path(trainer.recipe)
+def save_state(trainer: Trainer, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     state = {
         "step": trainer.step,
@@ -511,8 +539,7 @@ def save_state(trainer: Trainer) -> None:
     os.replace(path + ".tmp", path)  # atomic: a run cut off mid-save keeps the previous state
 
 
-def load_state(trainer: Trainer) -> bool:
-    path = state_path(trainer.recipe)
+def load_state(trainer: Trainer, path: str) -> bool:
     if not os.path.isfile(path):
         return False
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -569,7 +596,7 @@ def latent_format_of(recipe: Recipe) -> str:
         return PIXEL_FORMAT
     from ..runtime.checkpoints import FAMILY_KEY, read_safetensors
 
-    return read_safetensors(os.path.join(EMBEDDED_DIR, recipe.latent))[1][FAMILY_KEY]
+    return read_safetensors(vae_path(recipe.latent))[1][FAMILY_KEY]
 
 
 def ema_models(trainer: Trainer) -> tuple[VideoDiT, TextEncoder]:
@@ -647,22 +674,27 @@ def quick_eval(trainer: Trainer, latents, count: int = 24, split: str = "heldout
 def train(
     recipe: Recipe,
     out_dir: str = EMBEDDED_DIR,
+    state_dir: str | None = None,
+    resume: bool = True,
     checkpoint_minutes: float = 4.0,
     log_every: int = 10,
     eval_every: int = 0,
-    command: str = "",
     final_eval: int = 48,
+    command: str = "",
 ) -> dict[str, str]:
-    """Train (resuming when a saved state exists), export EMA weights and cards; return written paths."""
+    """Train (resuming from ``state_dir/state.pt`` when it exists and ``resume``), export the EMA weights
+    and their cards into ``out_dir``; return the written weight paths by kind."""
+    state = os.path.join(state_dir or os.path.join(RUNS_DIR, stage_of(recipe)), "state.pt")
     torch.manual_seed(recipe.seed)
     if recipe.train_text_encoder:
+        recipe.dit.text_dim = recipe.text.dim
         encoder = TextEncoder(recipe.text)
     else:  # frozen: the shared encoder trained with the first DiT
         encoder, _ = load_text_encoder(os.path.join(out_dir, TEXT_ENCODER_FILE))
         recipe.dit.text_dim = encoder.config.dim
         recipe.text = encoder.config
     trainer = build_trainer(recipe, encoder)
-    resumed = load_state(trainer)
+    resumed = resume and load_state(trainer, state)
     print(
         f"[{recipe.name}] {'resumed at step ' + str(trainer.step) if resumed else 'fresh start'}", flush=True
     )
@@ -678,16 +710,16 @@ def train(
         window.append(logs)
         if trainer.step % log_every == 0 or trainer.step == recipe.total_steps:
             summary = _mean_logs(window)
-            summary.update(step=trainer.step, wall_min=trainer.wall_seconds / 60)
+            summary.update(step=trainer.step, wall_min=round(trainer.wall_seconds / 60, 2))
             trainer.history.append(summary)
             print(json.dumps(summary), flush=True)
             window = []
         if eval_every and trainer.step % eval_every == 0 and phase_of(recipe, trainer.step - 1)[0] == "clip":
             print(json.dumps({"step": trainer.step, "quick_eval": quick_eval(trainer, latents)}), flush=True)
         if time.monotonic() - last_save > checkpoint_minutes * 60:
-            save_state(trainer)
+            save_state(trainer, state)
             last_save = time.monotonic()
-    save_state(trainer)
+    save_state(trainer, state)
     written = export_weights(trainer, out_dir)
     evaluation = quick_eval(trainer, latents, count=final_eval) if final_eval else {}
     print(json.dumps({"final_quick_eval": evaluation}), flush=True)
@@ -705,19 +737,30 @@ def _mean_logs(window: list[dict]) -> dict[str, Any]:
 
 
 def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, command: str) -> None:
+    """A card next to each written file: config, seed, steps, data, command, time, losses, evaluation."""
     recipe = trainer.recipe
-    machine = f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPU cores"
     common = {
         "seed": recipe.seed,
         "steps": recipe.total_steps,
-        "command": command or f"python -m videocascade.sprites.train_dit {stage_of(recipe)}",
+        "command": command or f"python -m videocascade.sprites.train {stage_of(recipe)} --threads 1",
+        "resume": "rerun the same command: it continues from .train/<stage>/state.pt",
         "wall_minutes": round(trainer.wall_seconds / 60, 1),
         "cpu_minutes": round(trainer.cpu_seconds / 60, 1),
-        "machine": machine,
-        "torch": torch.__version__,
+        "machine": machine_description(),
         "final_losses": trainer.history[-1] if trainer.history else {},
+        "data": {
+            "world": "sprites, split='train' (held-out colour x shape x motion combinations never seen)",
+            "clips": f"{recipe.frames} frames of {recipe.height}x{recipe.width} at {recipe.fps} fps",
+            "captions": "sprites.captions.caption (varied wording); images: image_caption",
+            "two_object_prob": recipe.two_object_prob,
+            "background_kinds": recipe.background_kinds,
+            "uncond_prob": recipe.uncond_prob,
+        },
         "recipe": recipe_dict(recipe),
         "quick_evaluation_at_training_resolution": evaluation,
+        "reproducibility": reproducibility_note(
+            "the evaluator's accuracies within about +-5 points (the binomial noise of 100 prompts)"
+        ),
     }
     for kind, path in written.items():
         card = {"file": os.path.basename(path), "kind": kind, **common}
@@ -728,54 +771,56 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
             card["config"] = dataclasses.asdict(recipe.dit)
             card["latent_format"] = latent_format_of(recipe)
             card["sampler"] = json.loads(recipe.sampler.metadata())
-        with open(path.removesuffix(".safetensors") + ".card.json", "w", encoding="utf-8") as f:
-            json.dump(card, f, indent=2)
-            f.write("\n")
+        write_card(path.removesuffix(".safetensors") + ".card.json", card)
+
+
+STAGE_RECIPES: dict[str, Callable[[], Recipe]] = {"text-and-makeavideo": makeavideo_recipe}
 
 
 def stage_of(recipe: Recipe) -> str:
     return {v().name: k for k, v in STAGE_RECIPES.items()}.get(recipe.name, recipe.name)
 
 
-STAGE_RECIPES: dict[str, Callable[[], Recipe]] = {"text-and-makeavideo": makeavideo_recipe}
-
-
-def run_stage(stage: str, argv: list[str] | None = None) -> dict[str, str]:
-    """Run one stage with command-line style options (``--seed``, ``--threads``, ``--out``, ...)."""
-    parser = argparse.ArgumentParser(prog=f"train_dit {stage}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
-    parser.add_argument("--out", default=EMBEDDED_DIR, help="folder for the weights and cards")
-    parser.add_argument("--eval-every", type=int, default=0, help="quick evaluation every N clip steps")
-    parser.add_argument("--scale-steps", type=float, default=1.0, help="multiply every phase's steps")
-    parser.add_argument(
-        "--final-eval", type=int, default=48, help="prompts of the quick evaluation at the end"
-    )
-    args = parser.parse_args(argv or [])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recipe = STAGE_RECIPES[stage]()
+def recipe_for(args: StageArgs) -> Recipe:
+    """The stage's recipe with the command line applied: ``--seed``, ``--steps`` (all phases scaled to
+    that total), ``--quick`` (a tiny smoke run) and ``--set field=value`` for any scalar recipe field."""
+    recipe = STAGE_RECIPES[args.stage]()
     recipe.seed = args.seed
-    if args.scale_steps != 1.0:
-        for name in ("text_probe_steps", "image_steps", "clip_steps"):
-            setattr(recipe, name, max(1, round(getattr(recipe, name) * args.scale_steps)))
-    command = "python -m videocascade.sprites.train_dit " + " ".join([stage, *(argv or [])])
-    return train(recipe, args.out, eval_every=args.eval_every, command=command, final_eval=args.final_eval)
+    scalar = {f.name for f in dataclasses.fields(Recipe) if f.type in ("int", "float", "bool", "str")}
+    for name in args.options:
+        if name in ("eval_every", "final_eval"):
+            continue
+        if name not in scalar:
+            raise ValueError(f"--set {name}=...: not a recipe field; known: {', '.join(sorted(scalar))}")
+        setattr(recipe, name, args.option(name, getattr(recipe, name)))
+    phases = ("text_probe_steps", "image_steps", "clip_steps")
+    if args.quick:
+        recipe.dit = dataclasses.replace(recipe.dit, hidden_size=32, depth=1, num_heads=2, ffn_dim=64)
+        recipe.text = dataclasses.replace(recipe.text, dim=32, depth=1, num_heads=2)
+        recipe.image_batch, recipe.clip_batch, recipe.mixed_images = 4, 2, min(recipe.mixed_images, 2)
+        for name in phases:
+            setattr(recipe, name, min(getattr(recipe, name), 3))
+    if args.steps is not None:
+        scale = args.steps / max(1, recipe.total_steps)
+        for name in phases:
+            value = getattr(recipe, name)
+            setattr(recipe, name, max(1, round(value * scale)) if value else 0)
+    return recipe
 
 
-STAGES: dict[str, Callable[..., dict[str, str]]] = {
-    name: (lambda argv=None, _name=name: run_stage(_name, argv)) for name in STAGE_RECIPES
-}
+def run_stage(args: StageArgs) -> dict[str, Any]:
+    """A stage as ``sprites/train.py`` runs it: train (resuming), export, write cards; returns a summary."""
+    recipe = recipe_for(args)
+    written = train(
+        recipe,
+        out_dir=args.out_dir,
+        state_dir=args.state_dir,
+        resume=args.resume,
+        eval_every=args.option("eval_every", 0),
+        final_eval=args.option("final_eval", 0 if args.quick else 48),
+        command=args.command,
+    )
+    return {kind: path for kind, path in written.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in STAGES:
-        print(f"usage: python -m videocascade.sprites.train_dit {{{','.join(STAGES)}}} [options]")
-        return 2
-    run_stage(argv[0], argv[1:])
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+STAGES: dict[str, Callable[[StageArgs], dict[str, Any]]] = {name: run_stage for name in STAGE_RECIPES}

@@ -1,0 +1,162 @@
+"""DiT training (sprites/train_dit.py): the loss learns, the data never shows held-out combinations, a run
+resumes and exports weights whose metadata the loaders read back; the pixel-space "VAE"."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+from videocascade.models.dit import VideoDiT
+from videocascade.models.text_encoder import TextEncoder, TextEncoderConfig
+from videocascade.runtime.loaders import load_dit_handle, load_text_encoder_handle, load_vae_handle
+from videocascade.sprites import is_held_out
+from videocascade.sprites import train_dit as td
+from videocascade.sprites.train_common import StageArgs
+from videocascade.vae.pixels import PIXEL_SPACE_CHOICE, PixelSpace
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny ops: on a shared 2-core machine thread hand-offs cost more than they save.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_recipe(**changes) -> td.Recipe:
+    recipe = td.recipe_for(StageArgs(stage="text-and-makeavideo", quick=True))
+    recipe = dataclasses.replace(recipe, height=16, width=16, frames=3, **changes)
+    recipe.dit = dataclasses.replace(recipe.dit, patch_size=(1, 4, 4))
+    return recipe
+
+
+def test_flow_matching_loss_decreases_on_a_fixed_batch():
+    recipe = tiny_recipe()
+    dit = VideoDiT(dataclasses.replace(recipe.dit, text_dim=recipe.text.dim))
+    encoder = TextEncoder(recipe.text)
+    video, captions, _ = td.CaptionedBatches(recipe, "clip").batch(0, 4)
+    optimizer = torch.optim.AdamW([*dit.parameters(), *encoder.parameters()], lr=3e-3)
+    losses = []
+    for _ in range(25):
+        context, mask = td.encode_captions(encoder, captions)
+        # The same noise levels and noise every step: only the weights change.
+        loss = td.flow_matching_loss(dit, video, context, mask, torch.Generator().manual_seed(0), 1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_caption_probe_learns_attributes_from_captions():
+    recipe = tiny_recipe()
+    encoder = TextEncoder(TextEncoderConfig(dim=32, depth=1, num_heads=2))
+    probe = td.CaptionProbe(32)
+    _, captions, specs = td.CaptionedBatches(recipe, "clip").batch(0, 16)
+    targets = td.probe_targets(specs, True, [False] * 16)
+    optimizer = torch.optim.AdamW([*encoder.parameters(), *probe.parameters()], lr=3e-3)
+    first = None
+    for _ in range(30):
+        features, mask = td.encode_captions(encoder, captions)
+        loss = probe.loss(features, mask, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        first = first or loss.item()
+    assert loss.item() < 0.5 * first
+
+
+def test_probe_targets_mark_missing_objects_and_dropped_captions():
+    _, _, specs = td.CaptionedBatches(tiny_recipe(two_object_prob=0.0), "clip").batch(0, 2)
+    targets = td.probe_targets(specs, mention_motion=False, dropped=[False, True])
+    none = [c - 1 for c in td.CaptionProbe.CLASSES]
+    assert targets[0, 1].tolist() == none  # one object: the second slot is "none"
+    assert targets[0, 0, 2].item() == none[2]  # image captions do not mention motion
+    assert (targets[1] == -1).all()
+
+
+def test_training_batches_are_deterministic_and_never_held_out():
+    recipe = tiny_recipe(two_object_prob=0.5)
+    a = td.CaptionedBatches(recipe, "clip").batch(10, 6)
+    b = td.CaptionedBatches(recipe, "clip").batch(10, 6)
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert a[0].shape == (6, 3, 3, 16, 16) and a[0].min() >= -1 and a[0].max() <= 1
+    specs = td.CaptionedBatches(recipe, "image").batch(0, 200)[2]
+    assert not any(is_held_out(*t) for s in specs for t in s.triples)
+    assert {len(s.objects) for s in specs} == {1, 2}
+
+
+def test_phases_and_sample_counts_resume_exactly():
+    recipe = tiny_recipe(text_probe_steps=2, image_steps=3, clip_steps=4, mixed_images=2)
+    assert [td.phase_of(recipe, s)[0] for s in range(10)] == ["text"] * 2 + ["image"] * 3 + ["clip"] * 4 + [
+        "done"
+    ]
+    # Images: 3 steps of image_batch (the text phase reads captions only), then mixed_images per clip step.
+    assert td.samples_before(recipe, "image", 7) == 3 * recipe.image_batch + 2 * 2
+    assert td.samples_before(recipe, "clip", 7) == 2 * recipe.clip_batch
+
+
+def test_image_phase_leaves_the_temporal_branch_untouched():
+    recipe = tiny_recipe(text_probe_steps=0, image_steps=2, clip_steps=1, uncond_prob=0.0)
+    recipe.dit = dataclasses.replace(recipe.dit, text_dim=recipe.text.dim)
+    trainer = td.build_trainer(recipe, TextEncoder(recipe.text))
+    data = {kind: td.CaptionedBatches(recipe, kind) for kind in ("image", "clip")}
+    before = [p.detach().clone() for p in trainer.dit.temporal_parameters()]
+    for _ in range(2):
+        td.train_step(trainer, td.PixelLatents(), data)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.dit.temporal_parameters()))
+    td.train_step(trainer, td.PixelLatents(), data)  # the clip phase opens the gate
+    assert not all(torch.equal(a, b) for a, b in zip(before, trainer.dit.temporal_parameters()))
+
+
+def test_quick_run_resumes_and_exports_weights_the_loaders_read(tmp_path):
+    recipe = tiny_recipe()
+    out, state = str(tmp_path / "weights"), str(tmp_path / "state")
+    written = td.train(recipe, out_dir=out, state_dir=state, final_eval=0, log_every=100)
+    assert os.path.isfile(os.path.join(state, "state.pt"))
+    dit = load_dit_handle(written["dit"])
+    assert dit.options["latent_format"] == "pixels"
+    preset = dit.options["sampler"]
+    assert (preset.prediction.shift, preset.solver, preset.steps, preset.cfg) == (
+        recipe.sampler.shift,
+        recipe.sampler.solver,
+        recipe.sampler.steps,
+        recipe.sampler.cfg,
+    )
+    encoder = load_text_encoder_handle(written["text_encoder"])
+    assert encoder.options["text_dim"] == dit.options["text_dim"]
+    card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+    assert card["steps"] == recipe.total_steps and card["latent_format"] == "pixels"
+    # A second run of the same command finds the finished state and only exports again.
+    again = td.train(tiny_recipe(), out_dir=out, state_dir=state, final_eval=0, log_every=100)
+    assert again.keys() == written.keys()
+
+
+def test_resume_refuses_a_state_of_another_recipe(tmp_path):
+    recipe = tiny_recipe(clip_steps=1, image_steps=1, text_probe_steps=1)
+    state = str(tmp_path / "state")
+    td.train(recipe, out_dir=str(tmp_path), state_dir=state, final_eval=0)
+    with pytest.raises(RuntimeError, match="different recipe"):
+        td.train(dataclasses.replace(recipe, lr=0.5), out_dir=str(tmp_path), state_dir=state, final_eval=0)
+
+
+def test_recipe_options_from_the_command_line():
+    args = StageArgs(stage="text-and-makeavideo", steps=30, options={"lr": "0.002", "two_object_prob": "0"})
+    recipe = td.recipe_for(args)
+    assert recipe.lr == 0.002 and recipe.two_object_prob == 0.0
+    assert abs(recipe.total_steps - 30) <= 2
+    with pytest.raises(ValueError, match="not a recipe field"):
+        td.recipe_for(StageArgs(stage="text-and-makeavideo", options={"nonsense": "1"}))
+
+
+def test_pixel_space_vae_round_trip_and_loader():
+    video = torch.rand(1, 3, 5, 8, 12) * 2 - 1
+    vae = PixelSpace()
+    assert torch.equal(vae.decode(vae.encode(video)), video)
+    assert vae.decode(video * 3).abs().max() <= 1.0
+    handle = load_vae_handle(PIXEL_SPACE_CHOICE)
+    assert handle.family == "pixels" and handle.model.latent_channels == 3
+    with pytest.raises(ValueError, match=r"\[B, 3, T, H, W\]"):
+        vae.encode(torch.zeros(1, 4, 2, 8, 8))
