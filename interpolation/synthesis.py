@@ -38,6 +38,11 @@ class SynthesisConfig:
     cut_fraction: float = 0.25
     # How frames are sampled when warped: "bicubic" keeps edges sharp under sub-pixel shifts.
     sample_mode: str = "bicubic"
+    # Where the motion is below blend_below_px (ramping up over blend_ramp_px) the plain cross-fade is used:
+    # for sub-pixel motion it is nearly exact (an anti-aliased edge moving within its pixel changes its
+    # coverage linearly), while resampling a warp softens edges.
+    blend_below_px: float = 0.5
+    blend_ramp_px: float = 1.0
 
 
 def _squared_norm(flow: torch.Tensor) -> torch.Tensor:
@@ -111,4 +116,9 @@ def synthesize(pair: PairMotion, times: torch.Tensor, cfg: SynthesisConfig) -> t
     visible1 = torch.exp(-_normalised_disagreement(backward_warp(flow10, (1 - t) * motion), motion, cfg))
     a0 = (1 - t) * (visible0 + 1e-3)
     a1 = t * (visible1 + 1e-3)
-    return (a0 * warped0 + a1 * warped1) / (a0 + a1)
+    warped = (a0 * warped0 + a1 * warped1) / (a0 + a1)
+    if cfg.blend_below_px <= 0:
+        return warped
+    speed = motion.norm(dim=1, keepdim=True)
+    g = ((speed - cfg.blend_below_px) / cfg.blend_ramp_px).clamp(0, 1)
+    return g * warped + (1 - g) * crossfade(pair.frame0, pair.frame1, times)

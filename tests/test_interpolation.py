@@ -27,7 +27,7 @@ def sprites_clip(
 def test_flow_interpolation_beats_blending_on_known_in_betweens(k):
     gains = []
     for seed, kinds in [(0, PLAIN), (1, TEXTURED), (2, TEXTURED), (3, PLAIN)]:
-        truth = sprites_clip(seed, kinds, num_frames=3 * k + 1, fps=8.0 * k)  # render at k x fps ...
+        truth = sprites_clip(seed, kinds, num_frames=2 * k + 1, fps=8.0 * k)  # render at k x fps ...
         source = truth[::k]  # ... keep every k-th frame, interpolate back
         in_between = [i for i in range(truth.shape[0]) if i % k]
         flow = interpolate(source, k)

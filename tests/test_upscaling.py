@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from videocascade.sprites.world import random_clip_spec, render_clip
 from videocascade.upscaling import resize, target_size, upscale
+from videocascade.upscaling.resample import resize_taps
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,6 +63,8 @@ def test_plain_resampling_matches_opencv(method, flag, size):
     frames = torch.rand(2, 13, 19, 3)
     expected = cv2_resize(frames, size, flag)
     torch.testing.assert_close(resize(frames, size, method), expected, atol=2e-6, rtol=0)
+    # The gathered-taps path (what runs on GPUs) computes the same numbers.
+    torch.testing.assert_close(resize_taps(frames, size, method), expected, atol=2e-6, rtol=0)
     torch.testing.assert_close(upscale(frames, size=size, method=method, sharpen=0), expected.clamp(0, 1))
 
 

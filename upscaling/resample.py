@@ -1,8 +1,9 @@
-"""Separable image resampling (Lanczos-4, bicubic, bilinear, nearest) as gathered taps, on any device.
+"""Separable image resampling (Lanczos-4, bicubic, bilinear, nearest) on any device.
 
 Each axis is resampled by a small table: for every output row (column) the indices of the source rows it
-reads and their weights. Upsampling uses the kernel as is, like OpenCV's ``cv2.resize`` (half-pixel centres,
-replicated border); downsampling widens the kernel by the scale so it also antialiases.
+reads and their weights. Upsampling uses the kernel as is, exactly like OpenCV's ``cv2.resize`` (half-pixel
+centres, replicated border), so on CPU upsampling simply calls OpenCV (several times faster than gathering
+taps); downsampling widens the kernel by the scale so it also antialiases.
 """
 
 from __future__ import annotations
@@ -66,8 +67,37 @@ def _resample_axis(x: torch.Tensor, dim: int, out_size: int, method: str) -> tor
     return out
 
 
-def resize(frames: torch.Tensor, size: tuple[int, int], method: str = "lanczos") -> torch.Tensor:
-    """Resize [N, H, W, C] frames to ``size`` = (height, width); values are not clamped (kernels overshoot)."""
+def resize_taps(frames: torch.Tensor, size: tuple[int, int], method: str = "lanczos") -> torch.Tensor:
+    """``resize`` by gathered taps (any device, any scale)."""
     height, width = size
     out = _resample_axis(frames, 1, int(height), method)
     return _resample_axis(out, 2, int(width), method)
+
+
+_CV2_FLAGS = {"lanczos": "INTER_LANCZOS4", "bicubic": "INTER_CUBIC", "bilinear": "INTER_LINEAR"}
+
+
+def _resize_cv2(frames: torch.Tensor, size: tuple[int, int], method: str) -> torch.Tensor:
+    import cv2
+
+    flag = getattr(cv2, _CV2_FLAGS[method])
+    height, width = size
+    src = frames.detach().to(torch.float32).contiguous().numpy()
+    out = torch.empty(frames.shape[0], height, width, frames.shape[3], dtype=torch.float32)
+    for i in range(src.shape[0]):
+        # cv2 drops a trailing channel axis of 1; reshape keeps [H, W, C] in every case.
+        out[i] = torch.from_numpy(
+            cv2.resize(src[i], (width, height), interpolation=flag).reshape(height, width, -1)
+        )
+    return out.to(frames.dtype)
+
+
+def resize(frames: torch.Tensor, size: tuple[int, int], method: str = "lanczos") -> torch.Tensor:
+    """Resize [N, H, W, C] frames to ``size`` = (height, width); values are not clamped (kernels overshoot)."""
+    if method not in RESAMPLE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(RESAMPLE_METHODS)}; got {method!r}")
+    height, width = int(size[0]), int(size[1])
+    growing = height >= frames.shape[1] and width >= frames.shape[2]
+    if frames.device.type == "cpu" and growing and method != "nearest" and frames.shape[3] <= 4:
+        return _resize_cv2(frames, (height, width), method)
+    return resize_taps(frames, (height, width), method)

@@ -14,10 +14,12 @@ from .sharpen import restore_details
 
 # Tuned on area-downsampled sprites frames (bench/upscaling.py). Per round the unsharp mask adds
 # sharpen * SHARPEN_PER_ROUND_PER_SCALE * scale of the detail layer (larger factors leave wider blur to
-# undo), with a Gaussian of SIGMA_PER_SCALE * scale output pixels. sharpen above ~2 starts to posterise.
+# undo), with a Gaussian of SIGMA_LOW input pixels; EDGE_SOFTNESS sets where the edge gate opens.
+# sharpen above ~2 starts to posterise.
 RESTORE_ROUNDS = 6
 SHARPEN_PER_ROUND_PER_SCALE = 0.125
-SIGMA_PER_SCALE = 1.0
+SIGMA_LOW = 1.5
+EDGE_SOFTNESS = 0.05
 _CHUNK_PIXELS = 1 << 23  # output pixels per chunk (8 Mpx): bounds memory for long or large clips
 
 
@@ -116,7 +118,8 @@ def upscale(
                     low.permute(0, 3, 1, 2),
                     amount=sharpen * SHARPEN_PER_ROUND_PER_SCALE * mean_scale,
                     iterations=RESTORE_ROUNDS,
-                    sigma=SIGMA_PER_SCALE * mean_scale,
+                    sigma_low=SIGMA_LOW,
+                    edge_softness=EDGE_SOFTNESS,
                 ).permute(0, 2, 3, 1)
             out[start : start + chunk] = high.clamp(0, 1).to(frames.device, frames.dtype)
             progress.update()

@@ -1,0 +1,147 @@
+"""Benchmark: weight-free temporal interpolation vs plain frame blending on sprites clips.
+
+Each clip is rendered at k x the base frame rate; every k-th frame is kept and interpolated back ×k, and
+the in-between frames are compared with the rendered truth (PSNR, dB). Blending is measured in the same run
+on the same frames, so the gain is a like-for-like difference. Clips: several seeds, plain and textured
+backgrounds. Speed: output frames per second of ``interpolate`` (flow method) on CPU or --device.
+
+    python bench/interpolation.py                 # 32 and 64 px, x2 and x4, 8 seeds each
+    python bench/interpolation.py --quick         # 64 px, 4 seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table; set before tqdm loads
+
+import torch  # noqa: E402
+
+
+def _ensure_package() -> None:
+    """Make the repository importable as ``videocascade`` when it is not pip-installed."""
+    try:
+        import videocascade  # noqa: F401
+    except ImportError:
+        import importlib.util
+
+        root = Path(__file__).resolve().parent.parent
+        spec = importlib.util.spec_from_file_location(
+            "videocascade", root / "__init__.py", submodule_search_locations=[str(root)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["videocascade"] = module
+        spec.loader.exec_module(module)
+
+
+TEXTURED = ["stripes", "checker", "noise", "gradient"]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean().clamp_min(1e-12)))
+
+
+def measure(size: int, k: int, fps: float, seeds: int, frames: int, device: str | None) -> dict:
+    from videocascade.interpolation import interpolate
+    from videocascade.sprites.world import random_clip_spec, render_clip
+
+    rows = {"plain": [], "textured": []}
+    flow_time = blend_time = 0.0
+    out_frames = 0
+    for seed in range(seeds):
+        for name, kinds in (("plain", ["plain"]), ("textured", TEXTURED)):
+            spec = random_clip_spec(seed, split="all", background_kinds=kinds)
+            truth = render_clip(spec, (frames - 1) * k + 1, size, size, fps * k)
+            source = truth[::k]
+            in_between = [i for i in range(truth.shape[0]) if i % k]
+            start = time.perf_counter()
+            flow = interpolate(source, k, device=device)
+            flow_time += time.perf_counter() - start
+            start = time.perf_counter()
+            blend = interpolate(source, k, method="blend")
+            blend_time += time.perf_counter() - start
+            out_frames += flow.shape[0]
+            p_flow, p_blend = (
+                psnr(flow[in_between], truth[in_between]),
+                psnr(blend[in_between], truth[in_between]),
+            )
+            rows[name].append((p_flow, p_blend))
+    result = {"size": size, "k": k}
+    for name, pairs in rows.items():
+        result[f"{name}_flow"] = sum(p for p, _ in pairs) / len(pairs)
+        result[f"{name}_blend"] = sum(b for _, b in pairs) / len(pairs)
+        result[f"{name}_gain"] = sum(p - b for p, b in pairs) / len(pairs)
+        result[f"{name}_min_gain"] = min(p - b for p, b in pairs)
+    result["flow_fps"] = out_frames / flow_time
+    result["blend_fps"] = out_frames / blend_time
+    return result
+
+
+def speed_at(size: int, k: int, device: str | None) -> float:
+    from videocascade.interpolation import interpolate
+    from videocascade.sprites.world import random_clip_spec, render_clip
+
+    clip = render_clip(random_clip_spec(0, background_kinds=["noise"]), 9, size, size, 8.0)
+    interpolate(clip[:2], k, device=device)  # warm-up (OpenCV, allocator)
+    start = time.perf_counter()
+    out = interpolate(clip, k, device=device)
+    return out.shape[0] / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="32,64", help="frame sizes (square), comma separated")
+    parser.add_argument("--factors", default="2,4", help="interpolation factors k")
+    parser.add_argument("--fps", type=float, default=8.0, help="base (kept) frame rate of the clips")
+    parser.add_argument("--seeds", type=int, default=8, help="clips per background kind")
+    parser.add_argument("--frames", type=int, default=5, help="kept frames per clip")
+    parser.add_argument("--speed-sizes", default="256,512", help="extra frame sizes timed for frames/s")
+    parser.add_argument("--device", default=None, help="where warping runs (flow is OpenCV on CPU)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch and OpenCV threads (0: library default)"
+    )
+    parser.add_argument("--quick", action="store_true", help="64 px, 4 seeds, no extra speed sizes")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.seeds, args.speed_sizes = "64", 4, ""
+    _ensure_package()
+    if args.threads > 0:  # on a shared, busy CPU one thread avoids OpenMP barrier stalls on small tensors
+        import cv2
+
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    torch.manual_seed(0)
+
+    print(
+        f"# Temporal interpolation vs blending (sprites, base {args.fps:g} fps, {args.seeds} seeds per kind)"
+    )
+    print(f"torch threads: {torch.get_num_threads()}, device: {args.device or 'cpu'}\n")
+    print("| size | k | plain flow / blend (dB) | plain gain (min) | textured flow / blend | textured gain (min) "
+          "| flow frames/s | blend frames/s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    gains = []
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        for k in (int(f) for f in args.factors.split(",") if f):
+            r = measure(size, k, args.fps, args.seeds, args.frames, args.device)
+            gains += [r["plain_gain"], r["textured_gain"]]
+            print(
+                f"| {size} | {k} | {r['plain_flow']:.2f} / {r['plain_blend']:.2f} | "
+                f"{r['plain_gain']:+.2f} ({r['plain_min_gain']:+.2f}) | "
+                f"{r['textured_flow']:.2f} / {r['textured_blend']:.2f} | "
+                f"{r['textured_gain']:+.2f} ({r['textured_min_gain']:+.2f}) | "
+                f"{r['flow_fps']:.1f} | {r['blend_fps']:.0f} |",
+                flush=True,
+            )
+    print(f"\nmean PSNR gain over blending: {sum(gains) / len(gains):+.2f} dB")
+    for size in (int(s) for s in args.speed_sizes.split(",") if s):
+        print(f"speed at {size}x{size}, x2: {speed_at(size, 2, args.device):.1f} output frames/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
