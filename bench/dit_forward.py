@@ -1,4 +1,4 @@
-"""Benchmark: our VideoDiT forward vs diffusers' WanTransformer3DModel, same config and weights, on CPU.
+"""Benchmark: our VideoDiT forward vs diffusers' WanTransformer3DModel, same config and weights (CPU by default).
 
 Prints the median time of each (interleaved repetitions, so background load hits both alike), the ratio
 ours / diffusers (goal <= 0.9) and the max abs difference of the outputs.
@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="2 = a CFG pair")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
+    parser.add_argument("--device", default="cpu", help="cpu (the reference comparison) or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args()
 
     from diffusers import WanTransformer3DModel
@@ -66,17 +68,29 @@ def main() -> None:
     state = {k: v.clone() for k, v in reference.state_dict().items()}
     ours.load_state_dict(wan_to_ours(state, DIFFUSERS, args.depth))
 
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    if (device.type, dtype) != ("cpu", torch.float32):
+        ours.to(device, dtype)
+        reference.to(device, dtype)  # diffusers warns that it keeps some modules in fp32 otherwise
     b = args.batch
-    x = torch.randn(b, args.channels, args.frames, args.size, args.size)
-    t = torch.linspace(900.0, 100.0, b)
-    context = torch.randn(b, args.text_len, args.text_dim)
+    x = torch.randn(b, args.channels, args.frames, args.size, args.size, device=device, dtype=dtype)
+    t = torch.linspace(900.0, 100.0, b, device=device)
+    context = torch.randn(b, args.text_len, args.text_dim, device=device, dtype=dtype)
     tokens = args.frames * (args.size // 2) ** 2
 
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     def run_ours():
-        return ours(x, t, context)
+        out = ours(x, t, context)
+        synchronize()
+        return out
 
     def run_reference():
-        return reference(x, t, context, return_dict=False)[0]
+        out = reference(x, t, context, return_dict=False)[0]
+        synchronize()
+        return out
 
     with torch.inference_mode():
         out_ours, out_ref = run_ours(), run_reference()  # warm-up (allocator, oneDNN primitives, rope cache)
@@ -97,7 +111,8 @@ def main() -> None:
             cpu_ratios.append(cpu["ours"] / cpu["diffusers"])
     print(
         f"config: hidden {args.hidden}, heads {args.heads}, depth {args.depth}, ffn {args.ffn}; "
-        f"batch {b} x {tokens} video tokens, {args.text_len} text tokens; threads {torch.get_num_threads()}"
+        f"batch {b} x {tokens} video tokens, {args.text_len} text tokens; {args.device} {args.dtype}, "
+        f"threads {torch.get_num_threads()}"
     )
     for name in ("ours", "diffusers"):
         runs = ", ".join(f"{s * 1e3:.0f}" for s in times[name])
@@ -109,7 +124,7 @@ def main() -> None:
     print(
         f"ratio ours/diffusers: {statistics.median(cpu_ratios):.3f}  (same with process CPU time; goal <= 0.9)"
     )
-    diff = (out_ours - out_ref).abs().max().item()
+    diff = (out_ours.float() - out_ref.float()).abs().max().item()
     print(f"max abs difference: {diff:.3e}  (output max {out_ref.abs().max().item():.2f})")
 
 

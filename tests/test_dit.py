@@ -237,3 +237,18 @@ def test_inference_path_equals_autograd_path():
             second = model(x, t, ctx, mask)  # buffers and caches reused across calls
         torch.testing.assert_close(first, recorded.detach(), atol=1e-5, rtol=1e-5)
         assert torch.equal(first, second)
+
+
+@pytest.mark.gpu
+def test_cuda_forward_matches_cpu_in_fp32_and_bf16():
+    model = _randomize(VideoDiT(dit_config("test-tiny", num_heads=1)), std=0.1)  # head_dim 32
+    x, t, ctx = _inputs()
+    mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
+    with torch.no_grad():
+        reference = model(x, t, ctx, mask)
+        cuda = model.to("cuda")
+        inputs = [v.cuda() for v in (x, t, ctx, mask)]
+        fp32 = cuda(*inputs).cpu()
+        bf16 = cuda.to(torch.bfloat16)(*inputs).cpu()
+    assert (fp32 - reference).abs().max() < 1e-3
+    assert bf16.dtype == torch.float32 and (bf16 - reference).abs().max() < 0.05 * reference.abs().max()
