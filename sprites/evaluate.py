@@ -211,7 +211,7 @@ def summarize(scores: list[ClipScore]) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------------------
 # Rendering prompts through a workflow
 
-# Evaluation name -> example workflow stem (the API twin ``<stem>_api.json`` is used when present).
+# Evaluation name -> example workflow stem (the API twin ``api/<stem>_api.json`` is used when present).
 WORKFLOWS: dict[str, str] = {
     "makeavideo": "makeavideo_cascade",
     "sora": "sora_style_t2v",
@@ -233,7 +233,7 @@ def workflow_file(name: str) -> str:
     if name not in WORKFLOWS:
         raise ValueError(f"unknown workflow {name!r}; choose one of {', '.join(WORKFLOWS)} or give a file")
     stem = WORKFLOWS[name]
-    for candidate in (f"{stem}_api.json", f"{stem}.json"):
+    for candidate in (os.path.join("api", f"{stem}_api.json"), f"{stem}.json"):
         path = os.path.join(examples_dir(), candidate)
         if os.path.isfile(path):
             return path
@@ -297,20 +297,22 @@ class WorkflowRenderer:
     def render(self, prompt: str, seed: int) -> tuple[torch.Tensor, float, dict[str, float]]:
         """``(frames [N, H, W, 3], fps, seconds per node class)`` of the workflow's video for ``prompt``."""
         from ..runtime.executor import run_workflow
+        from ..runtime.outputs import use_output_directory
 
         overrides = [
             *self.overrides,
             f"{self.inputs.text_node}.text={prompt}",
             f"{self.inputs.sampler_node}.seed={seed}",
         ]
-        result = run_workflow(
-            self.path, self.node_classes, overrides=overrides, output_dir=self.output_dir,
-            display_names=self.display_names,
-        )  # fmt: skip
-        frames, fps, path = _read_output_video(result.files)
-        for file in result.files:  # keep the evaluation folder small
-            if os.path.isfile(file):
-                os.remove(file)
+        with use_output_directory(None, temp_dir=self.output_dir):  # previews land here too
+            result = run_workflow(
+                self.path, self.node_classes, overrides=overrides, output_dir=self.output_dir,
+                display_names=self.display_names,
+            )  # fmt: skip
+        frames, fps, _ = _read_output_video(result.files)
+        for root, _, names in os.walk(self.output_dir):  # keep the evaluation folder small
+            for file in names:
+                os.remove(os.path.join(root, file))
         timings: dict[str, float] = {}
         for t in result.timings:
             timings[t.class_type] = timings.get(t.class_type, 0.0) + t.seconds

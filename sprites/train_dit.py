@@ -798,6 +798,7 @@ def recipe_for(args: StageArgs) -> Recipe:
         recipe.dit = dataclasses.replace(recipe.dit, hidden_size=32, depth=1, num_heads=2, ffn_dim=64)
         recipe.text = dataclasses.replace(recipe.text, dim=32, depth=1, num_heads=2)
         recipe.image_batch, recipe.clip_batch, recipe.mixed_images = 4, 2, min(recipe.mixed_images, 2)
+        recipe.text_batch = 8
         for name in phases:
             setattr(recipe, name, min(getattr(recipe, name), 3))
     if args.steps is not None:
