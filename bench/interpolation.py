@@ -138,7 +138,8 @@ def main() -> None:
                 f"{r['flow_fps']:.1f} | {r['blend_fps']:.0f} |",
                 flush=True,
             )
-    print(f"\nmean PSNR gain over blending: {sum(gains) / len(gains):+.2f} dB")
+    if gains:
+        print(f"\nmean PSNR gain over blending: {sum(gains) / len(gains):+.2f} dB")
     for size in (int(s) for s in args.speed_sizes.split(",") if s):
         print(f"speed at {size}x{size}, x2: {speed_at(size, 2, args.device):.1f} output frames/s", flush=True)
 

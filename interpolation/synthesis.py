@@ -10,6 +10,7 @@ Flow", 2011, section 3):
 4. A sample counts as visible when the pixel it came from really moves by ``v`` (the source frame's own flow
    agrees); the two warps are blended with weights ``(1 - t) * visible0`` and ``t * visible1``, falling back to
    the plain ``(1 - t), t`` blend where neither is visible.
+5. Where the motion is sub-pixel the plain cross-fade takes over (it is nearly exact there).
 A pair that motion does not explain (a scene cut, a flash: most pixels still differ after warping one frame
 onto the other) is cross-faded instead.
 """
@@ -119,6 +120,6 @@ def synthesize(pair: PairMotion, times: torch.Tensor, cfg: SynthesisConfig) -> t
     warped = (a0 * warped0 + a1 * warped1) / (a0 + a1)
     if cfg.blend_below_px <= 0:
         return warped
-    speed = motion.norm(dim=1, keepdim=True)
-    g = ((speed - cfg.blend_below_px) / cfg.blend_ramp_px).clamp(0, 1)
-    return g * warped + (1 - g) * crossfade(pair.frame0, pair.frame1, times)
+    speed = _squared_norm(motion).sqrt()
+    use_warp = ((speed - cfg.blend_below_px) / cfg.blend_ramp_px).clamp(0, 1)
+    return use_warp * warped + (1 - use_warp) * crossfade(pair.frame0, pair.frame1, times)

@@ -123,3 +123,14 @@ def test_clear_errors():
         upscale(frames.permute(0, 3, 1, 2), scale=2)
     with pytest.raises(TypeError, match="floats"):
         upscale((frames * 255).to(torch.uint8), scale=2)
+
+
+@pytest.mark.gpu
+def test_cuda_frames_match_cpu():
+    frames = sprites_frames(32)
+    for method in ("lanczos", "bicubic", "bilinear", "nearest"):
+        cpu = upscale(frames, scale=3, method=method)
+        gpu = upscale(frames.cuda(), scale=3, method=method)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=0)
+    assert upscale(frames, scale=2, device="cuda").device.type == "cpu"
