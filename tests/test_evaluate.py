@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from videocascade.sprites import HELD_OUT_COMBINATIONS, ClipSpec, SpriteSpec, is_held_out, render_clip
 from videocascade.sprites import evaluate as ev
 from videocascade.sprites import train_dit as td
