@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -383,6 +384,34 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_card_figures(result: dict[str, Any], command: str) -> str:
+    """Add the figures to the card of the DiT the workflow loads (``weights/dit-*.card.json``)."""
+    from ..runtime.model_paths import EMBEDDED_DIR
+
+    with open(os.path.join(examples_dir(), result["workflow"]), encoding="utf-8") as f:
+        graph = json.load(f)
+    files = [n["inputs"].get("file", "") for n in graph.values() if n.get("class_type") == "VCDiTLoader"]
+    embedded = [f.removeprefix("embedded/") for f in files if f.startswith("embedded/")]
+    if len(embedded) != 1:
+        raise ValueError(f"the workflow does not load exactly one embedded DiT ({files})")
+    path = os.path.join(EMBEDDED_DIR, embedded[0].removesuffix(".safetensors") + ".card.json")
+    with open(path, encoding="utf-8") as f:
+        card = json.load(f)
+    card["evaluation"] = {
+        "command": command,
+        "workflow": result["workflow"],
+        "overrides": result["overrides"],
+        "prompts": "canonical one-object prompts; held-out: the 66 held-out colour x shape x motion combinations",
+        "measured_on": "the saved video file, read back and measured by sprites.measure",
+        "max_flicker": MAX_FLICKER,
+        "splits": result["splits"],
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(card, f, indent=2)
+        f.write("\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m videocascade.sprites.evaluate",
@@ -397,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default="", help="JSON report path (default: evaluation-<workflow>.json)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     parser.add_argument("--quiet", action="store_true", help="no line per clip")
+    parser.add_argument(
+        "--write-cards",
+        action="store_true",
+        help="put the figures into the evaluated DiTs' cards in weights/",
+    )
     args = parser.parse_args(argv)
     if args.prompts < 1:
         parser.error("--prompts must be >= 1")
@@ -411,10 +445,17 @@ def main(argv: list[str] | None = None) -> int:
         "max_flicker": MAX_FLICKER,
         "workflows": {},
     }
+    command = "python -m videocascade.sprites.evaluate " + " ".join(
+        shlex.quote(a) for a in (argv or sys.argv[1:])
+    )
     for name in names:
-        report["workflows"][name] = evaluate_workflow(
+        result = evaluate_workflow(
             name, splits, args.prompts, args.seed, tuple(args.overrides), None if args.quiet else print
         )
+        report["workflows"][name] = result
+        if args.write_cards:
+            card = write_card_figures(result, command)
+            print(f"figures written into {card}", file=sys.stderr)
     table = markdown_table(report)
     report["table"] = table
     path = args.report or f"evaluation-{args.workflow if args.workflow in WORKFLOWS else 'all'}.json"

@@ -150,7 +150,43 @@ def makeavideo_recipe() -> Recipe:
     )
 
 
-RECIPES: dict[str, Callable[[], Recipe]] = {"makeavideo": makeavideo_recipe}
+def sora_recipe() -> Recipe:
+    """Full 3D attention over the 3D VAE's latents (17 frames of 64x64 -> 5 x 16 x 16 x 8), images too."""
+    return Recipe(
+        name="sora",
+        dit=_dit(8, "full", (1, 2, 2), hidden_size=128, num_heads=4, ffn_dim=512),
+        latent="vae-sprites-3d.safetensors",
+        height=64,
+        width=64,
+        frames=17,
+        fps=8.0,
+        image_steps=300,
+        clip_steps=1000,
+        image_batch=32,
+        clip_batch=8,
+        mixed_images=8,
+        sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
+    )
+
+
+def videoldm_recipe() -> Recipe:
+    """Factorized attention over per-frame latents (17 frames of 64x64 -> 17 x 16 x 16 x 4): spatial
+    layers on images first, then every layer on clips."""
+    return Recipe(
+        name="videoldm",
+        dit=_dit(4, "factorized", (1, 2, 2)),
+        latent="vae-sprites-frame.safetensors",
+        height=64,
+        width=64,
+        frames=17,
+        fps=8.0,
+        image_steps=600,
+        clip_steps=1000,
+        image_batch=32,
+        clip_batch=6,
+        mixed_images=8,
+        sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -774,7 +810,11 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         write_card(path.removesuffix(".safetensors") + ".card.json", card)
 
 
-STAGE_RECIPES: dict[str, Callable[[], Recipe]] = {"text-and-makeavideo": makeavideo_recipe}
+STAGE_RECIPES: dict[str, Callable[[], Recipe]] = {
+    "text-and-makeavideo": makeavideo_recipe,
+    "sora": sora_recipe,
+    "videoldm": videoldm_recipe,
+}
 
 
 def stage_of(recipe: Recipe) -> str:
