@@ -20,6 +20,7 @@ from .synthesis import SynthesisConfig, analyse_pair, crossfade, synthesize
 
 METHODS = ("flow", "blend")
 _ON_FRAME_EPS = 1e-6  # positions this close to an integer are that source frame
+_CHUNK_PIXELS = 1 << 22  # in-between frames synthesised at once x pixels (4 Mpx): bounds peak memory
 
 
 def check_frames(frames: torch.Tensor, name: str = "frames", min_frames: int = 1) -> None:
@@ -74,28 +75,27 @@ def frames_at(
 
     # Group the in-between positions by the pair (i, i + 1) that brackets them.
     by_pair: dict[int, list[tuple[int, float]]] = {}
-    out: list[torch.Tensor | None] = [None] * len(positions)
+    h, w = frames.shape[1:3]
+    out = torch.empty(len(positions), h, w, 3, dtype=frames.dtype, device=frames.device)
     for k, p in enumerate(positions):
         nearest = round(p)
         if abs(p - nearest) <= _ON_FRAME_EPS:
-            out[k] = frames[min(max(nearest, 0), n - 1)].clone()
+            out[k] = frames[min(max(nearest, 0), n - 1)]
         else:
             i = min(int(math.floor(p)), n - 2)
             by_pair.setdefault(i, []).append((k, p - i))
 
     estimator = FlowEstimator(flow_config) if method == "flow" and by_pair else None
     syn_cfg = synthesis_config or SynthesisConfig()
-    h, w = frames.shape[1:3]
+    times_per_batch = max(1, _CHUNK_PIXELS // (h * w))  # bounds the memory of the warps for large frames
     gray_cache: dict[int, object] = {}
     with Progress(len(by_pair), "interpolate") as progress:
         for i in sorted(by_pair):
             slots = by_pair[i]
-            times = torch.tensor([t for _, t in slots], dtype=torch.float32, device=work_device)
             f0 = frames[i].to(work_device, torch.float32).permute(2, 0, 1)[None]
             f1 = frames[i + 1].to(work_device, torch.float32).permute(2, 0, 1)[None]
-            if estimator is None:
-                made = crossfade(f0, f1, times)
-            else:
+            pair = None
+            if estimator is not None:
                 for j in (i, i + 1):
                     if j not in gray_cache:
                         gray_cache[j] = estimator.prepare(frames[j])
@@ -103,12 +103,16 @@ def frames_at(
                 flows = flows_to_frame_size(
                     list(estimator.pair(gray_cache[i], gray_cache[i + 1])), h, w, work_device
                 )
-                made = synthesize(analyse_pair(f0, f1, flows[:1], flows[1:], syn_cfg), times, syn_cfg)
-            made = made.clamp(0, 1).permute(0, 2, 3, 1).to(frames.device, frames.dtype)
-            for (k, _), frame in zip(slots, made):
-                out[k] = frame
+                pair = analyse_pair(f0, f1, flows[:1], flows[1:], syn_cfg)
+            for start in range(0, len(slots), times_per_batch):
+                batch = slots[start : start + times_per_batch]
+                times = torch.tensor([t for _, t in batch], dtype=torch.float32, device=work_device)
+                made = crossfade(f0, f1, times) if pair is None else synthesize(pair, times, syn_cfg)
+                made = made.clamp(0, 1).permute(0, 2, 3, 1).to(frames.device, frames.dtype)
+                for (k, _), frame in zip(batch, made):
+                    out[k] = frame
             progress.update()
-    return torch.stack(out)  # type: ignore[arg-type]
+    return out
 
 
 def interpolate(

@@ -134,3 +134,9 @@ def test_cuda_frames_match_cpu():
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=0)
     assert upscale(frames, scale=2, device="cuda").device.type == "cpu"
+
+
+def test_nearest_stays_pixel_repetition_even_with_sharpen():
+    frames = sprites_frames(16)
+    out = upscale(frames, scale=3, method="nearest", sharpen=1.0)
+    assert torch.equal(out, frames.repeat_interleave(3, 1).repeat_interleave(3, 2))

@@ -89,8 +89,8 @@ def upscale(
     """Resize frames by ``scale`` or to ``size`` = (height, width), then restore detail; values in [0, 1].
 
     ``method``: lanczos (Lanczos-4, as OpenCV's INTER_LANCZOS4), bicubic, bilinear or nearest. ``sharpen``
-    > 0 (default 1.0) runs edge-aware sharpening with back-projection when both sides grow; 0 gives the
-    plain resampling. With only one of ``size``'s sides given the aspect ratio is kept. Computes on
+    > 0 (default 1.0) runs edge-aware sharpening with back-projection when both sides grow (not for
+    nearest, which stays pixel repetition); 0 gives the plain resampling. With only one of ``size``'s sides given the aspect ratio is kept. Computes on
     ``device`` (default: where ``frames`` are) and returns on the frames' device and dtype.
     """
     check_image_batch(frames)
@@ -102,7 +102,8 @@ def upscale(
         )
     n, h, w, _ = frames.shape
     out_h, out_w = target_size(h, w, scale, size)
-    restore = sharpen > 0 and out_h >= h and out_w >= w and (out_h, out_w) != (h, w)
+    # Nearest is asked for to keep hard pixels (pixel art); restoring detail would smooth them.
+    restore = sharpen > 0 and method != "nearest" and out_h >= h and out_w >= w and (out_h, out_w) != (h, w)
     work_device = torch.device(device) if device is not None else frames.device
     mean_scale = 0.5 * (out_h / h + out_w / w)
 
