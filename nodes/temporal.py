@@ -1,12 +1,35 @@
-"""Temporal super-resolution (TSR): more frames per second by interpolating between neighbours."""
+"""Temporal super-resolution (TSR): more frames per second by interpolating between neighbours, weight-free
+or with a learned interpolator (``models/tsr.py``) that refines the flow interpolation."""
 
 from __future__ import annotations
 
-from ..interpolation import METHODS, interpolate, retime
+from ..interpolation import METHODS, interpolate, retime, retime_positions
+from ..interpolation.temporal import check_frames
+from ..runtime.loaders import check_handle, load_interpolator_handle, model_on_device, resolve_weights
 from .base import category, combo_input, float_input, link_input, node_mappings
+from .loader_inputs import dtype_input, path_input, weights_inputs
 
 MULTIPLIERS = {"x2": 2, "x3": 3, "x4": 4}
 TARGET_FPS = "target fps"
+
+
+class VCInterpolatorLoader:
+    DESCRIPTION = "Load a learned frame interpolator (TSR network) for VC Temporal Interpolate."
+    CATEGORY = category("temporal")
+    RETURN_TYPES = ("VC_INTERPOLATOR",)
+    RETURN_NAMES = ("interpolator",)
+    OUTPUT_TOOLTIPS = ("The interpolator; connect it to VC Temporal Interpolate's 'interpolator' input.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {**weights_inputs("interpolator", "interpolator"), **dtype_input()},
+            "optional": path_input("interpolator"),
+        }
+
+    def load(self, file, dtype, path=""):
+        return (load_interpolator_handle(resolve_weights("interpolator", file, path), dtype),)
 
 
 class VCTemporalInterpolate:
@@ -47,23 +70,34 @@ class VCTemporalInterpolate:
             "optional": {
                 "interpolator": link_input(
                     "VC_INTERPOLATOR",
-                    "A learned interpolation model (later versions); unconnected = weight-free.",
+                    "A learned interpolator (VC Interpolator Loader): refines its own weight-free base "
+                    "(flow), so 'method' is ignored. Unconnected = weight-free 'method'.",
                 ),
             },
         }
 
     def interpolate(self, images, mode, fps, target_fps, method, interpolator=None):
         if interpolator is not None:
-            raise NotImplementedError(
-                "learned interpolators are not supported by this version; disconnect 'interpolator' to use "
-                f"the weight-free '{method}' method"
-            )
+            return self._learned(images, mode, fps, target_fps, interpolator)
         if mode == TARGET_FPS:
             return (retime(images, fps, target_fps, method), float(target_fps))
         multiplier = MULTIPLIERS[mode]
         return (interpolate(images, multiplier, method), float(fps) * multiplier)
 
+    def _learned(self, images, mode, fps, target_fps, interpolator):
+        from ..models.tsr import learned_frames_at, learned_interpolate
+
+        handle = check_handle(interpolator, "interpolator", "interpolator", "VC Interpolator Loader")
+        check_frames(images, "images", min_frames=2)
+        with model_on_device(handle) as model:
+            if mode == TARGET_FPS:
+                positions = retime_positions(images.shape[0], fps, target_fps)
+                return (learned_frames_at(model, images, positions), float(target_fps))
+            multiplier = MULTIPLIERS[mode]
+            return (learned_interpolate(model, images, multiplier), float(fps) * multiplier)
+
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = node_mappings(
+    (VCInterpolatorLoader, "VC Interpolator Loader"),
     (VCTemporalInterpolate, "VC Temporal Interpolate"),
 )

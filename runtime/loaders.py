@@ -179,6 +179,35 @@ def load_vae_handle(path: str, dtype_name: str = "auto") -> ModelHandle:
     return ModelHandle(model, getattr(model, "config", None), family, "vae", dtype, path)
 
 
+# -- learned TSR / SSR --------------------------------------------------------------------------------------
+def load_interpolator_handle(path: str, dtype_name: str = "auto") -> ModelHandle:
+    """A learned temporal interpolator (``models/tsr.py``, checkpoint kind ``interpolator``)."""
+    from ..models.tsr import load_tsr
+
+    dtype = resolve_dtype(dtype_name, compute_device())
+    model, family = load_tsr(path, dtype)
+    return ModelHandle(model, model.config, family, "interpolator", dtype, path)
+
+
+def load_upscaler_handle(path: str, dtype_name: str = "auto") -> ModelHandle:
+    """A learned spatial upscaler (``models/ssr.py``, checkpoint kind ``upscaler``)."""
+    from ..models.ssr import load_ssr
+
+    dtype = resolve_dtype(dtype_name, compute_device())
+    model, family = load_ssr(path, dtype)
+    return ModelHandle(model, model.config, family, "upscaler", dtype, path)
+
+
+def check_handle(value: Any, kind: str, input_name: str, loader: str) -> ModelHandle:
+    """``value`` if it is a model handle of ``kind``, else a clear error naming the input and the fix."""
+    if not isinstance(value, ModelHandle) or value.kind != kind:
+        got = f"a {value.kind} model" if isinstance(value, ModelHandle) else type(value).__name__
+        raise TypeError(
+            f"'{input_name}' expects a {kind} from {loader}, got {got}; connect {loader}'s output"
+        )
+    return value
+
+
 # -- DiTs ---------------------------------------------------------------------------------------------------
 def load_dit_handle(path: str, dtype_name: str = "auto", attention_backend: str = "auto") -> ModelHandle:
     """A DiT with ``options``: ``latent_format``, ``text_dim``, ``sampler`` (a preset, or "wan2.1": by size),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable
 
@@ -84,8 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage not in stages:
         missing = "".join(f"; {why}, so its stages are unavailable" for why in unavailable.values())
         raise SystemExit(f"unknown stage {args.stage!r}; known stages: {', '.join(sorted(stages))}{missing}")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # library progress bars would flood the training logs
     if args.threads:
         torch.set_num_threads(args.threads)
+        try:  # OpenCV (optical flow in the TSR data) has its own thread pool
+            import cv2
+
+            cv2.setNumThreads(args.threads)
+        except ImportError:
+            pass
     stage_args = StageArgs(
         stage=args.stage,
         seed=args.seed,
