@@ -50,8 +50,14 @@ def start_peak_window() -> tuple[int, bool]:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, False
 
 
-def peak_since_window() -> int:
-    """Peak RSS bytes since :func:`start_peak_window` (ru_maxrss follows the reset high-water mark)."""
+def peak_since_window(reset: bool) -> int:
+    """Peak RSS bytes since :func:`start_peak_window`.
+
+    With the reset, VmHWM; not ru_maxrss, which never drops below the RSS the process had when it was
+    forked (the kernel carries the parent's high-water mark across exec).
+    """
+    if reset:
+        return _status_kb("VmHWM") * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -85,7 +91,7 @@ def case(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     video = decode_video(vae, z, args.chunk)
     seconds = time.perf_counter() - start
-    peak = peak_since_window()
+    peak = peak_since_window(reset)
     out_bytes = video.numel() * video.element_size()
     print(
         json.dumps(

@@ -105,7 +105,7 @@ def case(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     video = decode(z)
     seconds = time.perf_counter() - start
-    peak = peak_since_window()
+    peak = peak_since_window(reset)
     out_mb = video.numel() * video.element_size() / MB
     print(json.dumps({"frames": video.shape[2], "peak_mb": (peak - baseline) / MB, "output_mb": out_mb,
                       "seconds": seconds, "hwm_reset": reset}))  # fmt: skip
