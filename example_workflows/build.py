@@ -43,6 +43,8 @@ VAE_PIXEL_SPACE = "builtin/pixel-space"  # identity "VAE": the Make-A-Video base
 DIT_SPRITES_SORA = "embedded/dit-sprites-sora.safetensors"
 DIT_SPRITES_VIDEOLDM = "embedded/dit-sprites-videoldm.safetensors"
 DIT_SPRITES_MAKEAVIDEO = "embedded/dit-sprites-makeavideo.safetensors"
+INTERPOLATOR_SPRITES = "embedded/interpolator-sprites-tsr.safetensors"  # learned TSR
+UPSCALER_SPRITES = "embedded/upscaler-sprites-ssr.safetensors"  # learned SSR (x2 and x4)
 EMBEDDED_FILES = (
     TEXT_ENCODER_SPRITES,
     VAE_SPRITES_3D,
@@ -51,7 +53,11 @@ EMBEDDED_FILES = (
     DIT_SPRITES_SORA,
     DIT_SPRITES_VIDEOLDM,
     DIT_SPRITES_MAKEAVIDEO,
+    INTERPOLATOR_SPRITES,
+    UPSCALER_SPRITES,
 )
+# The sampler settings the embedded DiTs were trained and evaluated with (their cards, their metadata).
+SPRITES_SAMPLER = {"seed": 0, "steps": 20, "cfg": 4.0}
 
 # Wan 2.1 as ComfyUI users keep it (Comfy-Org's repackaged files, in ComfyUI's standard model folders).
 WAN_REPO = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
@@ -354,6 +360,46 @@ def _decode_node(chunk_frames: int = 2, tile_size: int = 0, tile_overlap: int = 
     )
 
 
+def learned_tsr(mode: str, fps: float, images: str) -> list[Node]:
+    """The learned interpolator and VC Temporal Interpolate using it (its 'method' is then unused)."""
+    loader = Node(
+        "interpolator",
+        "VCInterpolatorLoader",
+        {"file": INTERPOLATOR_SPRITES, "dtype": "auto"},
+        title="Learned interpolator (TSR)",
+        width=380,
+    )
+    tsr = Node(
+        "tsr",
+        "VCTemporalInterpolate",
+        {"mode": mode, "fps": fps, "target_fps": 24.0, "method": "flow"},
+        {"images": images, "interpolator": "interpolator.interpolator"},
+        f"TSR: temporal interpolate {mode}",
+        width=380,
+    )
+    return [loader, tsr]
+
+
+def learned_ssr(scale: float, images: str) -> list[Node]:
+    """The learned upscaler and VC Spatial Upscale using it ('method' and 'sharpen' are then unused)."""
+    loader = Node(
+        "upscaler",
+        "VCUpscalerLoader",
+        {"file": UPSCALER_SPRITES, "dtype": "auto"},
+        title="Learned upscaler (SSR)",
+        width=380,
+    )
+    ssr = Node(
+        "ssr",
+        "VCSpatialUpscale",
+        {"scale": scale, "width": 0, "height": 0, "method": "lanczos", "sharpen": 1.0},
+        {"images": images, "upscaler": "upscaler.upscaler"},
+        f"SSR: spatial upscale x{scale:g}",
+        width=380,
+    )
+    return [loader, ssr]
+
+
 def sora_style_t2v() -> Definition:
     decode = _decode_node()
     save = save_node("sora_style_t2v", "decode.images", 8.0)
@@ -385,7 +431,7 @@ def sora_style_t2v() -> Definition:
                 DIT_SPRITES_SORA,
                 VAE_SPRITES_3D,
                 (64, 64, 17),
-                {"seed": 0, "steps": 30, "cfg": 5.0},
+                SPRITES_SAMPLER,
                 "DiT (full 3D attention)",
                 "3D causal VAE (4x temporal)",
             ),
@@ -397,20 +443,8 @@ def sora_style_t2v() -> Definition:
 
 def videoldm() -> Definition:
     decode = _decode_node(chunk_frames=4, title="VAE decode (temporally fine-tuned decoder)")
-    tsr = Node(
-        "tsr",
-        "VCTemporalInterpolate",
-        {"mode": "x2", "fps": 8.0, "target_fps": 24.0, "method": "flow"},
-        {"images": "decode.images"},
-        "Temporal interpolate x2",
-    )
-    ssr = Node(
-        "ssr",
-        "VCSpatialUpscale",
-        {"scale": 2.0, "width": 0, "height": 0, "method": "lanczos", "sharpen": 1.0},
-        {"images": "tsr.images"},
-        "Spatial upscale x2",
-    )
+    tsr_nodes = learned_tsr("x2", 8.0, "decode.images")
+    ssr_nodes = learned_ssr(2.0, "tsr.images")
     save = save_node("videoldm", "ssr.images", "tsr.fps")
     note = (
         "VideoLDM-style text to video: an image latent (no temporal compression: one latent frame per video "
@@ -418,13 +452,16 @@ def videoldm() -> Definition:
         "frames at each position), decoded by a decoder whose temporal layers were fine-tuned on clips, then "
         "upsampled.\n\n"
         "1. Text encoder + prompts.\n"
-        "2. VC Empty Video Latent (17 frames -> 17 latent frames) and the factorized DiT.\n"
+        "2. VC Empty Video Latent (17 frames of 64x64 -> 17 latent frames of 16x16) and the factorized DiT.\n"
         "3. VC VAE Decode with the per-frame VAE whose decoder has temporal blocks (no flicker between "
         "frames).\n"
-        "4. Upsampling: x2 frames along the optical flow (8 -> 16 fps), x2 pixels (64 -> 128).\n"
+        "4. Upsampling with the learned TSR/SSR networks: x2 frames (8 -> 16 fps, 33 frames), x2 pixels "
+        "(64 -> 128). Disconnect their loaders to use the weight-free flow / Lanczos methods instead.\n"
         "5. VC Save Video writes an mp4.\n\n"
-        "Files (embedded, in weights/): text_encoder-sprites, vae-sprites-frame, dit-sprites-videoldm.\n\n"
-        "Headless: python -m videocascade run example_workflows/videoldm.json"
+        "Files (embedded, in weights/): text_encoder-sprites, vae-sprites-frame, dit-sprites-videoldm, "
+        "interpolator-sprites-tsr, upscaler-sprites-ssr.\n\n"
+        "Headless: python -m videocascade run example_workflows/videoldm.json "
+        "--set 'Positive prompt.text=a white cross moves down-right'"
     )
     return Definition(
         "videoldm",
@@ -436,13 +473,14 @@ def videoldm() -> Definition:
                 DIT_SPRITES_VIDEOLDM,
                 VAE_SPRITES_FRAME,
                 (64, 64, 17),
-                {"seed": 0, "steps": 30, "cfg": 5.0},
+                SPRITES_SAMPLER,
                 "DiT (factorized: spatial + temporal attention)",
                 "Per-frame VAE (temporal decoder)",
             ),
             Stage("3 · Decode", [[decode]]),
-            Stage("4 · Upsample (time, then space)", [[tsr], [ssr]]),
-            Stage("5 · Save", [[save]]),
+            Stage("4 · TSR (more frames)", [tsr_nodes]),
+            Stage("5 · SSR (more pixels)", [ssr_nodes]),
+            Stage("6 · Save", [[save]]),
         ],
     )
 
@@ -457,31 +495,25 @@ def makeavideo_cascade() -> Definition:
         "Preview: base clip (32x32, 4 fps)",
         extra_height=240,
     )
-    tsr = Node(
-        "tsr",
-        "VCTemporalInterpolate",
-        {"mode": "x4", "fps": 4.0, "target_fps": 24.0, "method": "flow"},
-        {"images": "decode.images"},
-        "TSR: temporal interpolate x4",
-    )
-    ssr = Node(
-        "ssr",
-        "VCSpatialUpscale",
-        {"scale": 4.0, "width": 0, "height": 0, "method": "lanczos", "sharpen": 1.0},
-        {"images": "tsr.images"},
-        "SSR: spatial upscale x4",
-    )
+    tsr_nodes = learned_tsr("x4", 4.0, "decode.images")
+    ssr_nodes = learned_ssr(4.0, "tsr.images")
     save = save_node("makeavideo_cascade", "ssr.images", "tsr.fps")
     note = (
         "Make-A-Video-style cascade: a small base model makes a short, low-resolution, low-frame-rate clip "
-        "directly in pixels, then super-resolution stages add frames (TSR) and pixels (SSR).\n\n"
+        "directly in pixels, then learned super-resolution stages add frames (TSR) and pixels (SSR).\n\n"
         "1. Text encoder + prompts.\n"
-        "2. Base: a factorized-attention DiT denoises 9 frames of 32x32 pixels (the 'pixel-space' VAE entry "
-        "is the identity: the latent is the video).\n"
-        "3. TSR x4: (9-1)*4+1 = 33 frames, 4 -> 16 fps.\n"
-        "4. SSR x4: 32x32 -> 128x128.\n"
-        "5. VC Save Video writes the 33-frame 128x128 mp4; the preview node shows the base clip.\n\n"
-        "Files (embedded, in weights/): text_encoder-sprites, dit-sprites-makeavideo.\n\n"
+        "2. Base: a factorized-attention DiT (spatial layers trained on captioned frames first, temporal "
+        "layers on clips after) denoises 9 frames of 32x32 pixels at 4 fps. The 'builtin/pixel-space' VAE "
+        "is the identity: the latent is the video.\n"
+        "3. TSR x4 (learned interpolator): (9-1)*4+1 = 33 frames, 4 -> 16 fps.\n"
+        "4. SSR x4 (learned upscaler): 32x32 -> 128x128.\n"
+        "5. VC Save Video writes the 33-frame 128x128 mp4; the preview node shows the base clip.\n"
+        "Disconnect a learned loader to use the weight-free method of its stage instead.\n\n"
+        "Files (embedded, in weights/): text_encoder-sprites, dit-sprites-makeavideo, "
+        "interpolator-sprites-tsr, upscaler-sprites-ssr.\n"
+        "Prompts: one or two shapes (circle, square, triangle, diamond, star, cross) in a colour (red, "
+        "orange, yellow, green, cyan, blue, purple, white) that move left/right/up/down/diagonally, grow, "
+        "shrink or stay still.\n\n"
         "Headless: python -m videocascade run example_workflows/makeavideo_cascade.json "
         "--set 'Positive prompt.text=a red star grows'"
     )
@@ -495,14 +527,14 @@ def makeavideo_cascade() -> Definition:
                 DIT_SPRITES_MAKEAVIDEO,
                 VAE_PIXEL_SPACE,
                 (32, 32, 9),
-                {"seed": 0, "steps": 30, "cfg": 5.0},
+                SPRITES_SAMPLER,
                 "Base DiT (factorized, pixel space)",
                 "Pixel space (no VAE)",
                 "Base clip sampler",
             ),
             Stage("3 · Base clip frames", [[decode, preview]]),
-            Stage("4 · TSR (more frames)", [[tsr]]),
-            Stage("5 · SSR (more pixels)", [[ssr]]),
+            Stage("4 · TSR (more frames)", [tsr_nodes]),
+            Stage("5 · SSR (more pixels)", [ssr_nodes]),
             Stage("6 · Save", [[save]]),
         ],
     )

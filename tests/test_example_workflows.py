@@ -24,8 +24,10 @@ from safetensors.torch import save_file
 from videocascade.example_workflows import build
 from videocascade.models.cogvideox_dit import CogVideoXTransformer, CogVideoXTransformerConfig
 from videocascade.models.dit import VideoDiT, dit_config
+from videocascade.models.ssr import SSRConfig, SSRNet
 from videocascade.models.t5 import T5Encoder, config_from_hf
 from videocascade.models.text_encoder import TEXT_ENCODER_PRESETS, TextEncoder
+from videocascade.models.tsr import TSRConfig, TSRNet
 from videocascade.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from videocascade.runtime.checkpoints import save_checkpoint
 from videocascade.runtime.executor import run_workflow
@@ -40,7 +42,7 @@ from videocascade.video_io import read_video
 
 NODES = NODE_CLASS_MAPPINGS
 NAMES = [make().name for make in build.DEFINITIONS]
-LOADERS = ("VCTextEncoderLoader", "VCVAELoader", "VCDiTLoader")
+LOADERS = ("VCTextEncoderLoader", "VCVAELoader", "VCDiTLoader", "VCInterpolatorLoader", "VCUpscalerLoader")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "example_workflows")
 
@@ -312,7 +314,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     paths = {name: str(folder / f"{name}.safetensors") for name in
-             ("text", "vae_3d", "vae_frame", "dit_full", "dit_factorized", "dit_pixels")}  # fmt: skip
+             ("text", "vae_3d", "vae_frame", "dit_full", "dit_factorized", "dit_pixels", "tsr", "ssr")}  # fmt: skip
     save_checkpoint(paths["text"], TextEncoder(TEXT), TEXT, "text_encoder", "test")
     for key, config in (("vae_3d", VAE_3D), ("vae_frame", VAE_FRAME)):
         save_checkpoint(paths[key], fx._perturbed(CausalVAE(config), 1), config, "vae", config.family)
@@ -326,6 +328,9 @@ def tiny(tmp_path_factory):
     config = dit_config("test-tiny-factorized", in_channels=3, out_channels=3, text_dim=TEXT.dim)
     save_checkpoint(paths["dit_pixels"], fx._perturbed(VideoDiT(config), 3), config, "dit", "test-base",
                     {LATENT_FORMAT_KEY: PIXEL_SPACE_FAMILY})  # fmt: skip
+    tsr, ssr = TSRConfig(widths=(8, 12, 16)), SSRConfig(width=8, num_blocks=1)
+    save_checkpoint(paths["tsr"], fx._perturbed(TSRNet(tsr), 4), tsr, "interpolator", tsr.family)
+    save_checkpoint(paths["ssr"], fx._perturbed(SSRNet(ssr), 5), ssr, "upscaler", ssr.family)
     return paths
 
 
@@ -343,8 +348,9 @@ GENERATIVE = {
     # name: (VAE file (None: the workflow's own choice), DiT file, frames and size asked,
     #        (frames, size, fps) of the saved video)
     "sora_style_t2v": ("vae_3d", "dit_full", 5, 32, (5, 32, 8.0)),  # 2 latent frames -> 5 frames
-    "videoldm": ("vae_frame", "dit_factorized", 3, 32, (5, 64, 16.0)),  # 3 frames, x2 in time and space
-    # builtin/pixel-space as in the workflow; 3 frames of 16x16, x4 in time (4 -> 16 fps) and space.
+    # 3 frames, x2 in time and space by the learned TSR / SSR.
+    "videoldm": ("vae_frame", "dit_factorized", 3, 32, (5, 64, 16.0)),
+    # builtin/pixel-space as in the workflow; 3 frames of 16x16, x4 in time (4 -> 16 fps) and space (learned).
     "makeavideo_cascade": (None, "dit_pixels", 3, 16, (9, 64, 16.0)),
 }
 
@@ -356,7 +362,13 @@ def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path
     api = read(api_file(name))
     overrides = loader_overrides(
         api,
-        {"VCTextEncoderLoader": tiny["text"], "VCVAELoader": vae and tiny[vae], "VCDiTLoader": tiny[dit]},
+        {
+            "VCTextEncoderLoader": tiny["text"],
+            "VCVAELoader": vae and tiny[vae],
+            "VCDiTLoader": tiny[dit],
+            "VCInterpolatorLoader": tiny["tsr"],
+            "VCUpscalerLoader": tiny["ssr"],
+        },
     )
     overrides += shrunk(api, frames, size)
     path = api_file(name) if form == "api" else ui_file(name)
