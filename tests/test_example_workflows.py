@@ -20,6 +20,7 @@ import pytest
 import test_nodes_fixtures as fx
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
 from videocascade.example_workflows import build
 from videocascade.models.cogvideox_dit import CogVideoXTransformer, CogVideoXTransformerConfig
@@ -31,7 +32,8 @@ from videocascade.models.tsr import TSRConfig, TSRNet
 from videocascade.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from videocascade.runtime.checkpoints import save_checkpoint
 from videocascade.runtime.executor import run_workflow
-from videocascade.runtime.loaders import LATENT_FORMAT_KEY, PATH_CHOICE
+from videocascade.runtime.loaders import LATENT_FORMAT_KEY, PATH_CHOICE, SAMPLER_KEY
+from videocascade.runtime.model_paths import embedded_files, resolve_file
 from videocascade.runtime.schema import node_inputs, return_types, widget_inputs
 from videocascade.runtime.validation import check_prompt
 from videocascade.runtime.workflow import is_api_format, is_ui_format, ui_to_api
@@ -161,6 +163,28 @@ def test_seeds_are_fixed_and_prompts_come_from_the_sprites_world():
         assert texts[1] == "" and texts[0].split()[1] in ("red", "green", "blue", "yellow", "purple")
         files = {api[i]["inputs"]["file"] for c in LOADERS for i in ids_of(api, c)}
         assert files <= set(build.EMBEDDED_FILES)
+
+
+EMBEDDED_DITS = {
+    "sora_style_t2v": build.DIT_SPRITES_SORA,
+    "videoldm": build.DIT_SPRITES_VIDEOLDM,
+    "makeavideo_cascade": build.DIT_SPRITES_MAKEAVIDEO,
+}
+
+
+@pytest.mark.parametrize("name", list(EMBEDDED_DITS))
+def test_sampler_settings_are_the_embedded_dits_own(name):
+    """steps and cfg live in the workflow; they must be what the shipped DiT was evaluated with."""
+    if EMBEDDED_DITS[name].removeprefix("embedded/") not in embedded_files("dit"):
+        pytest.skip(f"{EMBEDDED_DITS[name]} is not trained yet")
+    path = resolve_file("dit", EMBEDDED_DITS[name])
+    with safe_open(path, framework="pt") as f:
+        preset = json.loads(f.metadata()[SAMPLER_KEY])
+    api = read(api_file(name))
+    (sampler,) = ids_of(api, "VCDiTSampler")
+    inputs = api[sampler]["inputs"]
+    assert (inputs["steps"], inputs["cfg"]) == (preset["steps"], preset["cfg"])
+    assert (inputs["solver"], inputs["schedule"], inputs["shift"]) == ("default", "default", 0.0)
 
 
 @pytest.mark.parametrize("name", NAMES)
