@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import av
 import pytest
@@ -105,6 +106,16 @@ def test_ui_file_is_a_consistent_litegraph_graph(name):
     assert ui["last_link_id"] == len(ui["links"])
     notes = [node for node in ui["nodes"] if node["type"] == "Note"]
     assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 200  # explains the pipeline
+    # The frontend's schema (zComfyWorkflow, version 0.4): required fields and their shapes.
+    assert uuid.UUID(ui["id"]) and isinstance(ui["extra"]["ds"]["scale"], float)
+    for node in ui["nodes"]:
+        assert {"id", "type", "pos", "size", "flags", "order", "mode", "properties"} <= set(node), node["id"]
+        assert len(node["pos"]) == len(node["size"]) == 2 and isinstance(node["flags"], dict)
+        for model in node["properties"].get("models", []):
+            assert set(model) == {"name", "url", "directory"} and model["url"].startswith("https://")
+            assert model["url"].endswith(f"/{model['directory']}/{model['name']}")
+            assert model["name"] in node["widgets_values"]  # what the missing-models dialog checks
+    assert all(len(g["bounding"]) == 4 and g["title"] for g in ui["groups"])
     for link_id, origin, slot, target, target_slot, kind in ui["links"]:
         output = nodes[origin]["outputs"][slot]
         assert link_id in output["links"] and output["type"] == kind
