@@ -55,11 +55,12 @@ def _video(frames: int, size: int = 16) -> torch.Tensor:
     return torch.rand(1, 3, frames, size, size) * 2 - 1
 
 
-@pytest.mark.parametrize("channels,size", [(4, 8), (24, 2)])  # per-tap path / time-stacked path on CPU
+# CPU paths: per tap (big frames), time-stacked conv2d (small frames), time-stacked im2col (tiny frames)
+@pytest.mark.parametrize("channels,size,out", [(4, 8, 5), (24, 2, 5), (16, 1, 32)])
 @pytest.mark.parametrize("kernel", [(3, 3, 3), (1, 3, 3), (3, 1, 1)])
 @torch.no_grad()
-def test_causal_conv_equals_zero_padded_conv3d(channels, size, kernel):
-    conv = CausalConv3d(channels, 5, kernel)
+def test_causal_conv_equals_zero_padded_conv3d(channels, size, out, kernel):
+    conv = CausalConv3d(channels, out, kernel)
     kt = kernel[0]
     x = torch.randn(2, channels, 4, size, size)
     for past in (None, torch.randn(2, channels, 1, size, size), torch.randn(2, channels, 3, size, size)):

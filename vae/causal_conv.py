@@ -93,8 +93,15 @@ class CausalConv3d(nn.Conv3d):
         kt, kh, kw = self.kernel_size
         windows = self._pad_time(x, past).unfold(2, kt, 1)  # [B, C, T, H, W, kt]
         stacked = windows.permute(0, 2, 1, 5, 3, 4).reshape(b * t, c * kt, h, w)
-        weight = self.weight.reshape(self.out_channels, c * kt, kh, kw)
-        y = F.conv2d(stacked, weight, self.bias, padding=self.padding[1:])
+        if stacked.numel() * kh * kw <= self.weight.numel():
+            # Tiny frames, big weight (the lowest resolutions): an explicit im2col of the input is smaller
+            # than the re-blocked copy of the weight the conv kernel makes on every call.
+            columns = F.unfold(stacked, (kh, kw), padding=self.padding[1:])  # [N, C*kt*kh*kw, H*W]
+            y = torch.matmul(self.weight.reshape(self.out_channels, -1), columns)
+            y = y.add_(self.bias.view(1, -1, 1)) if self.bias is not None else y
+        else:
+            weight = self.weight.reshape(self.out_channels, c * kt, kh, kw)
+            y = F.conv2d(stacked, weight, self.bias, padding=self.padding[1:])
         return y.view(b, t, self.out_channels, h, w).transpose(1, 2)
 
     def _conv_by_taps(self, x: torch.Tensor, past: torch.Tensor | None) -> torch.Tensor:
