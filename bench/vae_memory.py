@@ -6,7 +6,10 @@ Each case runs in a fresh subprocess. Just before the decode the process frees w
 
     working memory = peak RSS during decode - RSS before decode - bytes of the output video
 
-i.e. what the decode needs above the model, the input latent and the output video it returns.
+i.e. what the decode needs above the model, the input latent and the output video it returns (the
+causal conv cache carried between chunks included). By default each case runs with a fixed glibc mmap
+threshold so that RSS follows live memory (``--malloc default`` measures glibc's defaults, which keep
+freed blocks resident and vary by tens of MB between runs).
 The config (base width 64, 4x4x4 compression) and the resolution make activations dominate.
 
     python bench/vae_memory.py [--size 192 --chunk 1 --threads 1]
@@ -18,6 +21,7 @@ import argparse
 import ctypes
 import gc
 import json
+import os
 import re
 import resource
 import subprocess
@@ -61,9 +65,17 @@ def peak_since_window(reset: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_case(script: str, args: list[str]) -> dict:
+# glibc keeps freed heap blocks resident (up to 32 MB each once its dynamic mmap threshold has grown), so
+# with its defaults the peak RSS of the same decode varies by tens of MB from run to run. A fixed mmap
+# threshold returns every block >= 64 KiB to the system on free: RSS then follows live memory.
+MALLOC_MODES = {"fixed": {"MALLOC_MMAP_THRESHOLD_": "65536"}, "default": {}}
+
+
+def run_case(script: str, args: list[str], malloc: str = "fixed") -> dict:
     """Run ``script --case ...`` in a fresh interpreter and return the JSON it prints last."""
-    result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False)
+    env = {**os.environ, **MALLOC_MODES[malloc]}
+    command = [sys.executable, script, *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"case {args} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -112,6 +124,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=192, help="output height = width (pixels)")
     parser.add_argument("--chunk", type=int, default=1, help="latent frames per decode chunk")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
+    parser.add_argument(
+        "--malloc", choices=sorted(MALLOC_MODES), default="fixed", help="glibc settings per case"
+    )
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=17, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -119,12 +134,12 @@ def main() -> None:
         case(args)
         return
     common = ["--case", "--size", str(args.size), "--chunk", str(args.chunk), "--threads", str(args.threads)]
-    results = {n: run_case(__file__, [*common, "--frames", str(n)]) for n in (17, 65)}
+    results = {n: run_case(__file__, [*common, "--frames", str(n)], args.malloc) for n in (17, 65)}
     config = _config()
     print(
         f"streaming decode, {config.family} preset widened (base {config.base_channels}, "
         f"{config.num_res_blocks} res blocks), {args.size}x{args.size}, chunk {args.chunk} latent frame(s), "
-        f"{args.threads} thread(s)"
+        f"{args.threads} thread(s), malloc {args.malloc}"
     )
     print(f"{'frames':>6} {'peak-base MB':>13} {'output MB':>10} {'working MB':>11} {'seconds':>8}")
     for r in results.values():

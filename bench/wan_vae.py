@@ -1,7 +1,8 @@
 """Benchmark: Wan 2.1 VAE decode (real widths, random weights) — our streaming decode vs diffusers'.
 
 Prints, from one run (each case in a fresh subprocess, see ``bench/vae_memory.py`` for how peak memory
-is measured; figures are peak RSS above the RSS just before the decode, output video included):
+is measured, including the fixed glibc mmap threshold; figures are peak RSS above the RSS just before
+the decode, output video included; times come from one more subprocess with glibc's defaults):
 
 * our streaming decode peak, 17 vs 81 frames (goal: ratio <= 1.1);
 * ours vs ``diffusers.AutoencoderKLWan.decode`` (untiled, its own per-latent-frame cache) at 49 frames:
@@ -23,7 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_memory import MB, peak_since_window, run_case, start_peak_window  # noqa: E402
+from vae_memory import MALLOC_MODES, MB, peak_since_window, run_case, start_peak_window  # noqa: E402
 
 
 def _make_weights(path: str) -> None:
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1, help="our decode: latent frames per chunk")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case (same for both)")
     parser.add_argument("--reps", type=int, default=2, help="interleaved timing repetitions at 49 frames")
+    parser.add_argument(
+        "--malloc", choices=sorted(MALLOC_MODES), default="fixed", help="glibc settings, memory cases"
+    )
     for hidden in ("--impl", "--weights", "--latent"):
         parser.add_argument(hidden, default="", help=argparse.SUPPRESS)
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
@@ -138,7 +142,7 @@ def main() -> None:
         common = ["--case", "--weights", weights, "--chunk", str(args.chunk), "--threads", str(args.threads)]
 
         def run(impl: str, frames: int) -> dict:
-            return run_case(__file__, [*common, "--impl", impl, "--latent", paths[frames]])
+            return run_case(__file__, [*common, "--impl", impl, "--latent", paths[frames]], args.malloc)
 
         ours17, ours81, ours49, ref49 = (
             run("ours", 17),
@@ -146,12 +150,17 @@ def main() -> None:
             run("ours", 49),
             run("diffusers", 49),
         )
-        timing = run_case(
-            __file__, [*common, "--impl", "timing", "--latent", paths[49], "--reps", str(args.reps)]
+        timing = run_case(  # glibc defaults: the fixed mmap threshold would slow both down
+            __file__,
+            [*common, "--impl", "timing", "--latent", paths[49], "--reps", str(args.reps)],
+            "default",
         )
 
     print(f"Wan 2.1 VAE decode, random weights, {args.size}x{args.size}, {args.threads} thread(s), CPU")
-    print("peak = peak RSS during the decode minus RSS just before it (output video included)")
+    print(
+        f"peak = peak RSS during the decode minus RSS just before it (output video included), "
+        f"malloc {args.malloc}"
+    )
     print(f"{'case':<24} {'peak MB':>9} {'output MB':>10} {'seconds':>8}")
     rows = [("ours, 17 frames", ours17), ("ours, 81 frames", ours81), ("ours, 49 frames", ours49),
             ("diffusers, 49 frames", ref49)]  # fmt: skip
