@@ -142,6 +142,7 @@ class TrainResult:
     wall_time_s: float
     final_losses: dict[str, float]
     history: list[dict[str, float]]
+    phases: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _mean_dicts(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -167,8 +168,10 @@ class Trainer:
         params: Iterable[nn.Parameter] | None = None,
         resume: bool = True,
         log: Callable[[str], None] | None = None,
+        command: str = "",
     ) -> None:
         self.name = name
+        self.command = command
         self.model = model
         self.loop = loop
         self.state_dir = state_dir
@@ -179,6 +182,9 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0
         self.history: list[dict[str, float]] = []
+        # One entry per invocation that trained: a run extended by a later, longer --steps is a warm restart
+        # of the schedule, and reproducing it needs every command in order.
+        self.phases: list[dict[str, Any]] = []
         self._log_file = os.path.join(state_dir, "log.txt")
         self._print = log or (lambda line: print(line, flush=True))
         os.makedirs(state_dir, exist_ok=True)
@@ -202,6 +208,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.shadow.state_dict() if self.ema else None,
             "history": self.history,
+            "phases": self.phases,
             "loop": dataclasses.asdict(self.loop),
             "torch_rng": torch.get_rng_state(),
         }
@@ -223,6 +230,7 @@ class Trainer:
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
         self.history = list(state["history"])
+        self.phases = list(state.get("phases", []))
         torch.set_rng_state(state["torch_rng"])
         self.log(f"[{self.name}] resumed at step {self.step} ({self.elapsed_s / 60:.1f} min trained)")
 
@@ -237,6 +245,10 @@ class Trainer:
         window: list[dict[str, float]] = []
         last_save = time.monotonic()
         start = time.monotonic() - self.elapsed_s
+        if self.step < end:
+            self.phases.append(
+                {"command": self.command, "from_step": self.step, "to_step": end, "steps": loop.steps}
+            )
         while self.step < end:
             lr = loop.lr * warmup_cosine(self.step, loop.steps, loop.warmup_steps, loop.min_lr_ratio)
             for group in self.optimizer.param_groups:
@@ -273,7 +285,7 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         final = {k: v for k, v in last.items() if k not in ("step", "lr", "time_s")}
         trained = self.ema.shadow if self.ema is not None else self.model
-        return TrainResult(trained, self.step, self.elapsed_s, final, self.history)
+        return TrainResult(trained, self.step, self.elapsed_s, final, self.history, self.phases)
 
 
 # -- cards --------------------------------------------------------------------------------------------------
