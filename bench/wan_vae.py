@@ -41,7 +41,7 @@ def _make_weights(path: str) -> None:
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, path)
 
 
-def _decoders(impls: list[str], weights: str, chunk: int) -> dict:
+def _decoders(impls: list[str], weights: str, chunk: int, tile: int = 0) -> dict:
     decoders = {}
     if "ours" in impls:
         from videocascade.vae import decode_video, load_vae
@@ -50,6 +50,9 @@ def _decoders(impls: list[str], weights: str, chunk: int) -> dict:
         assert family == "wan2.1"
         decoders["ours"] = lambda latent: decode_video(vae, latent, chunk)
         decoders["cache_mb"] = lambda latent: _cache_mb(vae, latent, chunk)
+        decoders["ours-tiled"] = lambda latent: decode_video(
+            vae, latent, chunk, tile=(tile, tile), tile_overlap=tile // 2
+        )
     if "diffusers" in impls:
         from diffusers import AutoencoderKLWan
         from safetensors.torch import load_file
@@ -100,7 +103,7 @@ def case(args: argparse.Namespace) -> None:
             "cache_mb": cache_mb,
         }))  # fmt: skip
         return
-    decode = _decoders([args.impl], args.weights, args.chunk)[args.impl]
+    decode = _decoders([args.impl.split("-")[0]], args.weights, args.chunk, args.tile)[args.impl]
     decode(z[:, :, :2, :2, :2])  # warm-up: library init, allocator pools
     baseline, reset = start_peak_window()
     start = time.perf_counter()
@@ -117,6 +120,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="output height = width (pixels, multiple of 8)")
     parser.add_argument("--chunk", type=int, default=1, help="our decode: latent frames per chunk")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case (same for both)")
+    parser.add_argument(
+        "--tile", type=int, default=32, help="also measure ours with tiles of this many px (0: no)"
+    )
     parser.add_argument("--reps", type=int, default=2, help="interleaved timing repetitions at 49 frames")
     parser.add_argument(
         "--malloc", choices=sorted(MALLOC_MODES), default="fixed", help="glibc settings, memory cases"
@@ -140,6 +146,7 @@ def main() -> None:
             paths[frames] = os.path.join(tmp, f"z{frames}.pt")
             torch.save(z81[:, :, : 1 + (frames - 1) // 4].clone(), paths[frames])
         common = ["--case", "--weights", weights, "--chunk", str(args.chunk), "--threads", str(args.threads)]
+        common += ["--tile", str(args.tile)]
 
         def run(impl: str, frames: int) -> dict:
             return run_case(__file__, [*common, "--impl", impl, "--latent", paths[frames]], args.malloc)
@@ -150,6 +157,7 @@ def main() -> None:
             run("ours", 49),
             run("diffusers", 49),
         )
+        tiled49 = run("ours-tiled", 49) if args.tile else None
         timing = run_case(  # glibc defaults: the fixed mmap threshold would slow both down
             __file__,
             [*common, "--impl", "timing", "--latent", paths[49], "--reps", str(args.reps)],
@@ -180,6 +188,12 @@ def main() -> None:
     print(
         f"causal cache carried between chunks (same frames as diffusers' feat_cache): {timing['cache_mb']:.1f} MB"
     )
+    if tiled49 is not None:
+        print(
+            f"ours with {args.tile} px tiles (overlap {args.tile // 2}), 49 frames: peak {tiled49['peak_mb']:.1f} MB, "
+            f"{tiled49['peak_mb'] / ref49['peak_mb']:.3f} x diffusers', {tiled49['seconds']:.1f} s "
+            "(tiles change the result near seams: not compared for equality)"
+        )
     if not all(r["hwm_reset"] for _, r in rows):
         print("note: /proc/self/clear_refs not writable; peaks include model setup (ru_maxrss)")
 
