@@ -57,6 +57,35 @@ def _print_table(title: str, rows: dict[str, dict[str, float]], reference: str) 
         print(line)
 
 
+def _cascade_throughput(tsr, ssr) -> None:
+    """Seconds for the Make-A-Video cascade's sizes: 9 frames of 32x32 -> x4 frames -> x4 pixels."""
+    from videocascade.interpolation import interpolate
+    from videocascade.models.ssr import learned_upscale
+    from videocascade.models.tsr import learned_interpolate
+    from videocascade.sprites.train_cascade import tsr_eval_clips
+    from videocascade.upscaling import upscale
+
+    low, _ = tsr_eval_clips(32, 8.0, 4, count=1)[0]
+    timings = {}
+    start = time.perf_counter()
+    frames = interpolate(low, 4, "flow")
+    timings["TSR weight-free (9 -> 33 frames, 32 px)"] = time.perf_counter() - start
+    if tsr is not None:
+        start = time.perf_counter()
+        frames = learned_interpolate(tsr, low, 4)
+        timings["TSR learned (9 -> 33 frames, 32 px)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    upscale(frames, scale=4)
+    timings["SSR weight-free (33 frames, 32 -> 128 px)"] = time.perf_counter() - start
+    if ssr is not None:
+        start = time.perf_counter()
+        learned_upscale(ssr, frames, (128, 128))
+        timings["SSR learned (33 frames, 32 -> 128 px)"] = time.perf_counter() - start
+    print("\nThroughput at the Make-A-Video cascade's sizes")
+    for name, seconds in timings.items():
+        print(f"{name:<44}{seconds:>8.2f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from videocascade.sprites.train_cascade import SSR_STEM, TSR_STEM, compare_ssr, compare_tsr
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} cores")
+    models = {}
     for stem, loader, compare, reference, title in (
         (TSR_STEM, load_tsr, compare_tsr, "flow", "TSR: learned vs weight-free flow (in-between frames)"),
         (SSR_STEM, load_ssr, compare_ssr, "weight_free", "SSR: learned vs weight-free upscaling"),
@@ -82,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{title}: {path} missing; train it with python -m videocascade.sprites.train")
             continue
         model, _ = loader(path)
+        models[stem] = model
         start = time.perf_counter()
         rows = compare(model, args.clips)
         _print_table(f"{title} [{args.clips} held-out clips per case]", rows, reference)
         print(f"({time.perf_counter() - start:.1f} s)")
+    _cascade_throughput(models.get(TSR_STEM), models.get(SSR_STEM))
     return 0
 
 

@@ -299,6 +299,23 @@ def machine_description() -> str:
     )
 
 
+def code_revision(*paths: str) -> str:
+    """The last commit touching ``paths`` (repo-relative), with ``+changes`` when they have uncommitted edits;
+    the card records it because a model (e.g. TSR over the flow interpolation) depends on that code."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", PACK_ROOT, *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:
+        commit = git("log", "-1", "--format=%H", "--", *paths) or "unknown"
+        dirty = git("status", "--porcelain", "--", *paths)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}{' +changes' if dirty else ''}"
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """The command that reproduces this run, as typed into a shell."""
     args = sys.argv[1:] if argv is None else argv
