@@ -41,6 +41,7 @@ from ..models.dit import DiTConfig, VideoDiT
 from ..models.text_encoder import ByteTokenizer, TextEncoder, TextEncoderConfig, load_text_encoder
 from ..runtime.checkpoints import save_checkpoint
 from ..runtime.model_paths import EMBEDDED_DIR
+from ..samplers import FlowPrediction, VPPrediction
 from .captions import caption, image_caption
 from .dataset import SpritesDataConfig, SpritesDataset, frames_to_video
 from .train_common import RUNS_DIR, StageArgs, machine_description, reproducibility_note, write_card
@@ -57,21 +58,36 @@ PIXEL_FORMAT = "pixels"  # the latent format of the pixel-space "VAE" (vae/pixel
 
 @dataclass
 class SamplerSettings:
-    """What the DiT's metadata tells the sampler node (and what the evaluation used)."""
+    """The model's parametrisation and the sampler settings its metadata tells the sampler node (and that
+    the evaluation used).
 
-    shift: float = 1.0
+    ``prediction``: ``"flow"`` (rectified flow, velocity) or ``"vp-v"`` (variance-preserving cosine
+    schedule rescaled to zero terminal SNR, v-prediction). At the noisiest level a v-model outputs the
+    clean image itself, where a velocity model must reproduce its whole input noise: a pixel-space model
+    with wide patches and a narrow width learns the former far sooner.
+    """
+
+    prediction: str = "flow"
+    shift: float = 1.0  # flow only
     solver: str = "euler"
     steps: int = 20
     cfg: float = 4.0
 
+    def __post_init__(self) -> None:
+        if self.prediction not in ("flow", "vp-v"):
+            raise ValueError(f"prediction must be 'flow' or 'vp-v', got {self.prediction!r}")
+
+    def prediction_object(self) -> FlowPrediction | VPPrediction:
+        if self.prediction == "flow":
+            return FlowPrediction(shift=self.shift)
+        return VPPrediction(
+            target="v", beta_schedule="squaredcos_cap_v2", zero_terminal_snr=True, default_schedule="trailing"
+        )
+
     def metadata(self) -> str:
+        prediction = dataclasses.asdict(self.prediction_object())
         return json.dumps(
-            {
-                "prediction": {"kind": "flow", "shift": self.shift},
-                "solver": self.solver,
-                "steps": self.steps,
-                "cfg": self.cfg,
-            }
+            {"prediction": prediction, "solver": self.solver, "steps": self.steps, "cfg": self.cfg}
         )
 
 
@@ -92,6 +108,7 @@ class Recipe:
     clip_batch: int = 12
     mixed_images: int = 0  # images added to every clip step (VDM-style joint training)
     lr: float = 1e-3
+    clip_lr: float = 0.0  # phase 2 learning rate (0: same as lr)
     spatial_lr_scale: float = 1.0  # phase 2 learning rate of the spatial layers, relative to lr
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay to this fraction over the last `decay_fraction` of each phase
@@ -108,7 +125,7 @@ class Recipe:
     text_probe_steps: int = 0  # steps of the text probe alone before the DiT starts (joint stage only)
     text_probe_weight: float = 0.1
     text_batch: int = 32  # captions per probe step (text phase), and half that beside the image phase
-    freeze_text_for_clips: bool = True  # the encoder trains with the images, then freezes (its EMA)
+    text_phases: tuple[str, ...] = ("text",)  # phases the encoder trains in; then it freezes (its EMA)
     text_lr: float = 1e-3
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     seed: int = 0
@@ -139,12 +156,14 @@ def makeavideo_recipe() -> Recipe:
         width=32,
         frames=9,
         fps=4.0,
-        text_probe_steps=300,
-        image_steps=600,
-        clip_steps=1000,
+        text_probe_steps=400,
+        image_steps=1800,
+        clip_steps=2500,
         image_batch=32,
         clip_batch=8,
         mixed_images=8,
+        lr=2e-3,
+        clip_lr=1e-3,
         train_text_encoder=True,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
@@ -441,28 +460,51 @@ def set_phase_learning_rates(trainer: Trainer, phase: str, factor: float) -> Non
         active = {
             "text": name == "text",
             "image": name in ("spatial", "text"),
-            "clip": name != "text" or text_trains(recipe, phase),
+            "clip": name != "text",
         }[phase]
+        if name == "text":
+            active = text_trains(recipe, phase)
         scale = recipe.spatial_lr_scale if (phase == "clip" and name == "spatial") else 1.0
+        if phase == "clip" and name != "text" and recipe.clip_lr:
+            scale *= recipe.clip_lr / recipe.lr
         group["lr"] = group["base_lr"] * factor * scale if active else 0.0
 
 
-def flow_matching_loss(
+def noised_inputs(
+    sampler: SamplerSettings, x0: torch.Tensor, generator: torch.Generator, logit_std: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_t, timestep [B] in model units, target)`` at random noise levels of the model's parametrisation.
+
+    flow: ``s`` logit-normal, ``x_s = (1 - s) x0 + s noise``, target ``noise - x0``, timestep ``1000 s``.
+    vp-v: ``t`` uniform over the training steps, ``x_t = alpha x0 + sigma noise``, target
+    ``alpha noise - sigma x0``, timestep ``t``.
+    """
+    b = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=generator)
+    shape = (b,) + (1,) * (x0.ndim - 1)
+    if sampler.prediction == "flow":
+        s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std)
+        s_ = s.view(shape)
+        return (1 - s_) * x0 + s_ * noise, s * 1000.0, noise - x0
+    prediction = sampler.prediction_object()
+    t = torch.randint(0, prediction.num_train_timesteps, (b,), generator=generator)
+    alphas_cumprod = torch.from_numpy(prediction.alphas_cumprod()).float()
+    alpha, sigma = alphas_cumprod[t].sqrt().view(shape), (1 - alphas_cumprod[t]).sqrt().view(shape)
+    return alpha * x0 + sigma * noise, t.float(), alpha * noise - sigma * x0
+
+
+def diffusion_loss(
     dit: VideoDiT,
+    sampler: SamplerSettings,
     x0: torch.Tensor,
     context: torch.Tensor,
     mask: torch.Tensor,
     generator: torch.Generator,
-    logit_std: float,
+    logit_std: float = 1.0,
 ) -> torch.Tensor:
-    """Velocity MSE at logit-normal noise levels."""
-    b = x0.shape[0]
-    s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std)
-    noise = torch.randn(x0.shape, generator=generator)
-    s_ = s.view(b, 1, 1, 1, 1)
-    x_s = (1 - s_) * x0 + s_ * noise
-    prediction = dit(x_s, s * 1000.0, context, mask)
-    return F.mse_loss(prediction, noise - x0)
+    """MSE of the model's raw output against its parametrisation's target."""
+    x_t, timestep, target = noised_inputs(sampler, x0, generator, logit_std)
+    return F.mse_loss(dit(x_t, timestep, context, mask), target)
 
 
 def drop_captions(captions: list[str], prob: float, generator: random.Random) -> tuple[list[str], list[bool]]:
@@ -471,7 +513,16 @@ def drop_captions(captions: list[str], prob: float, generator: random.Random) ->
 
 
 def text_trains(recipe: Recipe, phase: str) -> bool:
-    return recipe.train_text_encoder and not (phase == "clip" and recipe.freeze_text_for_clips)
+    return recipe.train_text_encoder and phase in recipe.text_phases
+
+
+def freezes_text_now(recipe: Recipe, step: int) -> bool:
+    """True at the first step after the encoder's last training phase (where it becomes the shipped one)."""
+    if not recipe.train_text_encoder or step == 0:
+        return False
+    return text_trains(recipe, phase_of(recipe, step - 1)[0]) and not text_trains(
+        recipe, phase_of(recipe, step)[0]
+    )
 
 
 def train_step(
@@ -480,8 +531,8 @@ def train_step(
     """One optimiser step of the current phase; returns its losses for the log."""
     recipe = trainer.recipe
     phase, local, length = phase_of(recipe, trainer.step)
-    if phase == "clip" and local == 0 and recipe.train_text_encoder and recipe.freeze_text_for_clips:
-        # The encoder freezes as the shipped one (its EMA): the clip phase conditions on exactly that.
+    if freezes_text_now(recipe, trainer.step):
+        # The encoder freezes as the shipped one (its EMA): the DiT conditions on exactly that from here.
         trainer.encoder_ema.copy_to(trainer.encoder)
     set_phase_learning_rates(trainer, phase, learning_rate_factor(recipe, local, length))
     generator = torch.Generator().manual_seed(hash_seed(recipe.seed, "noise", trainer.step))
@@ -523,7 +574,9 @@ def train_step(
             total = total + recipe.text_probe_weight * probe_loss
             logs["probe_image"] = float(probe_loss.detach())
         x0 = latents.encode(video)
-        loss = flow_matching_loss(trainer.dit, x0, context, mask, generator, recipe.logit_normal_std)
+        loss = diffusion_loss(
+            trainer.dit, recipe.sampler, x0, context, mask, generator, recipe.logit_normal_std
+        )
         total = total + loss
         logs[f"loss_{kind}"] = float(loss.detach())
 
@@ -609,8 +662,14 @@ def dit_file(recipe: Recipe) -> str:
 
 def export_weights(trainer: Trainer, out_dir: str, dtype: torch.dtype = torch.float16) -> dict[str, str]:
     """Write the EMA weights (``dtype``) of the DiT, and of the text encoder when it trained here."""
+    written = {"dit": export_dit(trainer, out_dir, dtype)}
+    if trainer.encoder_ema is not None:
+        written["text_encoder"] = export_text_encoder(trainer, out_dir, dtype)
+    return written
+
+
+def export_dit(trainer: Trainer, out_dir: str, dtype: torch.dtype = torch.float16) -> str:
     recipe = trainer.recipe
-    written = {}
     dit = trainer.dit_ema.copy_to(VideoDiT(recipe.dit)).to(dtype)
     path = os.path.join(out_dir, dit_file(recipe))
     metadata = {
@@ -618,13 +677,15 @@ def export_weights(trainer: Trainer, out_dir: str, dtype: torch.dtype = torch.fl
         "videocascade.sampler": recipe.sampler.metadata(),
     }
     save_checkpoint(path, dit, recipe.dit, "dit", f"sprites-{recipe.name}", metadata)
-    written["dit"] = path
-    if trainer.encoder_ema is not None:
-        encoder = trainer.encoder_ema.copy_to(TextEncoder(trainer.encoder.config)).to(dtype)
-        path = os.path.join(out_dir, TEXT_ENCODER_FILE)
-        save_checkpoint(path, encoder, trainer.encoder.config, "text_encoder", TEXT_FAMILY)
-        written["text_encoder"] = path
-    return written
+    return path
+
+
+def export_text_encoder(trainer: Trainer, out_dir: str, dtype: torch.dtype = torch.float16) -> str:
+    """The encoder's EMA: once it froze, exactly the encoder the DiT was conditioned on."""
+    encoder = trainer.encoder_ema.copy_to(TextEncoder(trainer.encoder.config)).to(dtype)
+    path = os.path.join(out_dir, TEXT_ENCODER_FILE)
+    save_checkpoint(path, encoder, trainer.encoder.config, "text_encoder", TEXT_FAMILY)
+    return path
 
 
 def latent_format_of(recipe: Recipe) -> str:
@@ -660,7 +721,7 @@ def sample_videos(
 ) -> torch.Tensor:
     """Videos ``[B, 3, T, H, W]`` in [-1, 1] for ``prompts`` (negative prompt: the empty one)."""
     from ..models.text_encoder import encode_prompts
-    from ..samplers import FlowPrediction, sample
+    from ..samplers import sample
 
     cond = encode_prompts(encoder, prompts)
     uncond = encode_prompts(encoder, [""] * len(prompts))
@@ -671,7 +732,7 @@ def sample_videos(
 
     out = sample(
         model_fn,
-        FlowPrediction(shift=sampler.shift),
+        sampler.prediction_object(),
         noise,
         steps=sampler.steps,
         solver=sampler.solver,
@@ -740,7 +801,10 @@ def train(
     window: list[dict] = []
     while trainer.step < recipe.total_steps:
         wall0, cpu0 = time.perf_counter(), time.process_time()
+        froze = freezes_text_now(recipe, trainer.step)
         logs = train_step(trainer, latents, data)
+        if froze:  # the shared encoder is final from here: other stages may start with it
+            print(f"[{recipe.name}] text encoder frozen: {export_text_encoder(trainer, out_dir)}", flush=True)
         trainer.wall_seconds += time.perf_counter() - wall0
         trainer.cpu_seconds += time.process_time() - cpu0
         window.append(logs)
