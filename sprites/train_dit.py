@@ -118,6 +118,8 @@ class Recipe:
     grad_clip: float = 1.0
     uncond_prob: float = 0.1
     two_object_prob: float = 0.15
+    cached_clips: int = 0  # latent models: encode this many clips once and reuse them (0: encode each batch)
+    cached_images: int = 0
     background_kinds: tuple[str, ...] | None = ("plain",)
     logit_normal_std: float = 1.0
     train_text_encoder: bool = False
@@ -184,6 +186,8 @@ def sora_recipe() -> Recipe:
         image_batch=32,
         clip_batch=8,
         mixed_images=8,
+        cached_clips=2400,
+        cached_images=6000,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
 
@@ -204,6 +208,8 @@ def videoldm_recipe() -> Recipe:
         image_batch=32,
         clip_batch=6,
         mixed_images=8,
+        cached_clips=2000,
+        cached_images=6000,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
 
@@ -361,6 +367,71 @@ def vae_path(file: str) -> str:
 
 def latent_space(recipe: Recipe) -> PixelLatents | VAELatents:
     return PixelLatents() if recipe.latent == PIXEL_FORMAT else VAELatents(recipe.latent)
+
+
+class LatentCache:
+    """The first ``size`` samples of a stream, encoded once by a frozen VAE and reused epoch after epoch.
+
+    Encoding costs a CPU about as much as a DiT step, so latent models train on a fixed set of encoded
+    samples; each reuse gets a fresh wording of its caption (and fresh noise), sample ``n`` of epoch ``e``
+    being ``(latent[n % size], caption drawn from (seed, n, e))``. Saved next to the run's state, so a
+    resumed run does not encode again.
+    """
+
+    def __init__(self, data: CaptionedBatches, latents: VAELatents, size: int, path: str, chunk: int = 16):
+        self.data, self.size = data, size
+        if os.path.isfile(path):
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            if saved["size"] == size and saved["format"] == latents.latent_format:
+                self.latents, self.captions, self.specs = saved["latents"], saved["captions"], saved["specs"]
+                return
+        parts, self.captions, self.specs = [], [], []
+        start = time.perf_counter()
+        for first in range(0, size, chunk):
+            video, captions, specs = data.batch(first, min(chunk, size - first))
+            parts.append(latents.encode(video).to(torch.float16))
+            self.captions += captions
+            self.specs += specs
+            if first // chunk % 25 == 0:
+                print(
+                    f"[cache] {data.kind}: {first + chunk}/{size} ({time.perf_counter() - start:.0f}s)",
+                    flush=True,
+                )
+        self.latents = torch.cat(parts)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save(
+            {"size": size, "format": latents.latent_format, "latents": self.latents, "captions": self.captions,
+             "specs": self.specs},
+            path + ".tmp",
+        )  # fmt: skip
+        os.replace(path + ".tmp", path)
+
+    def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str], list[ClipSpec]]:
+        """``(latents [B, C, T', h, w] float32, captions, specs)`` of samples ``start .. start + size``."""
+        rows, captions, specs = [], [], []
+        for n in range(start, start + size):
+            i, epoch = n % self.size, n // self.size
+            spec = self.specs[i]
+            if epoch == 0:
+                text = self.captions[i]
+            else:
+                rng = random.Random(f"recaption:{self.data.seed}:{self.data.kind}:{n}")
+                text = image_caption(spec, rng) if self.data.kind == "image" else caption(spec, rng)
+            rows.append(i)
+            captions.append(text)
+            specs.append(spec)
+        return self.latents[rows].float(), captions, specs
+
+
+class EncodedBatches:
+    """Batches encoded on the fly (the pixel-space identity costs nothing)."""
+
+    def __init__(self, data: CaptionedBatches, latents: PixelLatents | VAELatents):
+        self.data, self.latents = data, latents
+
+    def batch(self, start: int, size: int) -> tuple[torch.Tensor, list[str], list[ClipSpec]]:
+        video, captions, specs = self.data.batch(start, size)
+        return self.latents.encode(video), captions, specs
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -525,9 +596,7 @@ def freezes_text_now(recipe: Recipe, step: int) -> bool:
     )
 
 
-def train_step(
-    trainer: Trainer, latents: PixelLatents | VAELatents, data: dict[str, CaptionedBatches]
-) -> dict:
+def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) -> dict:
     """One optimiser step of the current phase; returns its losses for the log."""
     recipe = trainer.recipe
     phase, local, length = phase_of(recipe, trainer.step)
@@ -547,7 +616,7 @@ def train_step(
         # The probe reads captions of both kinds (clip captions carry the motion words); captions only.
         size = recipe.text_batch if phase == "text" else recipe.text_batch // 2
         for kind in ("clip", "image") if phase == "text" else ("clip",):
-            texts, specs = data[kind].captions(trainer.step * size, size)
+            texts, specs = data[kind].data.captions(trainer.step * size, size)
             features, mask = encode_captions(trainer.encoder, texts)
             probe_loss = trainer.probe.loss(
                 features, mask, probe_targets(specs, kind == "clip", [False] * size)
@@ -565,7 +634,7 @@ def train_step(
     for kind, size in parts:
         # Index the data by how many samples of this kind earlier steps used, so resuming is exact.
         start = samples_before(recipe, kind, trainer.step)
-        video, captions, specs = data[kind].batch(start, size)
+        x0, captions, specs = data[kind].batch(start, size)
         captions, dropped = drop_captions(captions, recipe.uncond_prob, caption_rng)
         with torch.set_grad_enabled(text_grad):
             context, mask = encode_captions(trainer.encoder, captions)
@@ -573,7 +642,6 @@ def train_step(
             probe_loss = trainer.probe.loss(context, mask, probe_targets(specs, False, dropped))
             total = total + recipe.text_probe_weight * probe_loss
             logs["probe_image"] = float(probe_loss.detach())
-        x0 = latents.encode(video)
         loss = diffusion_loss(
             trainer.dit, recipe.sampler, x0, context, mask, generator, recipe.logit_normal_std
         )
@@ -796,13 +864,20 @@ def train(
         f"[{recipe.name}] {'resumed at step ' + str(trainer.step) if resumed else 'fresh start'}", flush=True
     )
     latents = latent_space(recipe)
-    data = {"image": CaptionedBatches(recipe, "image"), "clip": CaptionedBatches(recipe, "clip")}
+    data = {}
+    for kind, cached in (("image", recipe.cached_images), ("clip", recipe.cached_clips)):
+        stream = CaptionedBatches(recipe, kind)
+        if cached and isinstance(latents, VAELatents):
+            cache = os.path.join(os.path.dirname(state), f"latents-{kind}-{cached}.pt")
+            data[kind] = LatentCache(stream, latents, cached, cache)
+        else:
+            data[kind] = EncodedBatches(stream, latents)
     last_save = time.monotonic()
     window: list[dict] = []
     while trainer.step < recipe.total_steps:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         froze = freezes_text_now(recipe, trainer.step)
-        logs = train_step(trainer, latents, data)
+        logs = train_step(trainer, data)
         if froze:  # the shared encoder is final from here: other stages may start with it
             print(f"[{recipe.name}] text encoder frozen: {export_text_encoder(trainer, out_dir)}", flush=True)
         trainer.wall_seconds += time.perf_counter() - wall0

@@ -104,12 +104,15 @@ def test_image_phase_leaves_the_temporal_branch_untouched():
     recipe = tiny_recipe(text_probe_steps=0, image_steps=2, clip_steps=1, uncond_prob=0.0)
     recipe.dit = dataclasses.replace(recipe.dit, text_dim=recipe.text.dim)
     trainer = td.build_trainer(recipe, TextEncoder(recipe.text))
-    data = {kind: td.CaptionedBatches(recipe, kind) for kind in ("image", "clip")}
+    data = {
+        kind: td.EncodedBatches(td.CaptionedBatches(recipe, kind), td.PixelLatents())
+        for kind in ("image", "clip")
+    }
     before = [p.detach().clone() for p in trainer.dit.temporal_parameters()]
     for _ in range(2):
-        td.train_step(trainer, td.PixelLatents(), data)
+        td.train_step(trainer, data)
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.dit.temporal_parameters()))
-    td.train_step(trainer, td.PixelLatents(), data)  # the clip phase opens the gate
+    td.train_step(trainer, data)  # the clip phase opens the gate
     assert not all(torch.equal(a, b) for a, b in zip(before, trainer.dit.temporal_parameters()))
 
 
@@ -180,3 +183,33 @@ def test_pixel_space_vae_round_trip_and_loader():
     assert handle.family == "pixels" and handle.model.latent_channels == 3
     with pytest.raises(ValueError, match=r"\[B, 3, T, H, W\]"):
         vae.encode(torch.zeros(1, 4, 2, 8, 8))
+
+
+def test_latent_stage_caches_encoded_clips_and_records_the_vae_family(tmp_path):
+    from videocascade.runtime.checkpoints import save_checkpoint
+    from videocascade.vae.autoencoder import CausalVAE, CausalVAEConfig
+
+    vae_config = CausalVAEConfig(
+        family="sprites-test-t4", base_channels=4, channel_multipliers=(1, 2), latent_channels=4,
+        temporal_downsample=(True,), middle_attention=False,
+    )  # fmt: skip
+    vae_path = str(tmp_path / "vae-test.safetensors")
+    save_checkpoint(vae_path, CausalVAE(vae_config), vae_config, "vae", vae_config.family)
+    # The frozen shared encoder comes from the output folder, as in the real stages.
+    joint = tiny_recipe()
+    td.train(joint, out_dir=str(tmp_path), state_dir=str(tmp_path / "joint"), final_eval=0)
+    recipe = dataclasses.replace(
+        td.recipe_for(StageArgs(stage="sora", quick=True)),
+        latent=vae_path, height=16, width=16, frames=5, cached_clips=3, cached_images=4,
+    )  # fmt: skip
+    recipe.dit = dataclasses.replace(recipe.dit, in_channels=4, out_channels=4, patch_size=(1, 2, 2))
+    state = tmp_path / "sora"
+    written = td.train(recipe, out_dir=str(tmp_path), state_dir=str(state), final_eval=2)
+    assert sorted(os.listdir(state)) == ["latents-clip-3.pt", "latents-image-4.pt", "state.pt"]
+    cached = torch.load(state / "latents-clip-3.pt", weights_only=False)
+    assert cached["latents"].shape == (3, 4, 3, 8, 8)  # temporal factor 2: 5 frames -> 3; 16 px -> 8
+    handle = load_dit_handle(written["dit"])
+    assert handle.options["latent_format"] == "sprites-test-t4"
+    assert written.keys() == {"dit"}  # the encoder is shared, not rewritten
+    card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+    assert card["quick_evaluation_at_training_resolution"]["clips"] == 2
