@@ -756,6 +756,25 @@ def export_text_encoder(trainer: Trainer, out_dir: str, dtype: torch.dtype = tor
     return path
 
 
+def set_sampler_preset(path: str, sampler: SamplerSettings) -> None:
+    """Rewrite a DiT file's sampler preset (metadata only; the weights are untouched) and its card's.
+
+    For settings chosen after training by evaluating through the workflow (steps, CFG scale, solver)."""
+    from safetensors.torch import save_file
+
+    from ..runtime.checkpoints import read_safetensors
+
+    tensors, metadata = read_safetensors(path)
+    metadata["videocascade.sampler"] = sampler.metadata()
+    save_file(tensors, path, metadata=metadata)
+    card = path.removesuffix(".safetensors") + ".card.json"
+    if os.path.isfile(card):
+        with open(card, encoding="utf-8") as f:
+            data = json.load(f)
+        data["sampler"] = json.loads(sampler.metadata())
+        write_card(card, data)
+
+
 def latent_format_of(recipe: Recipe) -> str:
     if recipe.latent == PIXEL_FORMAT:
         return PIXEL_FORMAT

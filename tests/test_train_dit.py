@@ -213,3 +213,15 @@ def test_latent_stage_caches_encoded_clips_and_records_the_vae_family(tmp_path):
     assert written.keys() == {"dit"}  # the encoder is shared, not rewritten
     card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
     assert card["quick_evaluation_at_training_resolution"]["clips"] == 2
+
+
+def test_sampler_preset_can_be_retuned_without_touching_weights(tmp_path):
+    written = td.train(tiny_recipe(), out_dir=str(tmp_path), state_dir=str(tmp_path / "s"), final_eval=0)
+    before = load_dit_handle(written["dit"]).model.state_dict()
+    td.set_sampler_preset(written["dit"], td.SamplerSettings(shift=2.0, solver="unipc", steps=12, cfg=6.0))
+    handle = load_dit_handle(written["dit"])
+    preset = handle.options["sampler"]
+    assert (preset.prediction.shift, preset.solver, preset.steps, preset.cfg) == (2.0, "unipc", 12, 6.0)
+    assert all(torch.equal(before[k], v) for k, v in handle.model.state_dict().items())
+    card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+    assert card["sampler"]["steps"] == 12
