@@ -9,6 +9,10 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The tests run many tiny-tensor operations, which one thread does faster than two fighting over a small
+# machine's cores (measured 2-10x on the 2-core CI machine). VIDEOCASCADE_TEST_THREADS overrides it.
+torch.set_num_threads(int(os.environ.get("VIDEOCASCADE_TEST_THREADS", "1")))
+
 if "videocascade" not in sys.modules:
     try:
         import videocascade  # noqa: F401  (installed with pip install -e .)
