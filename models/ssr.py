@@ -1,9 +1,11 @@
-"""Learned spatial super-resolution (SSR): a small residual CNN over bicubic upsampling, x2 and x4.
+"""Learned spatial super-resolution (SSR): a small residual CNN over a base upsampling, x2 and x4.
 
-Each output frame is predicted from the low-resolution frame and its two neighbours in time (temporal
-context keeps detail consistent from frame to frame). All convolutions run at the low resolution; one
-pixel-shuffle tail per scale turns features into the high-resolution residual added to the bicubic
-upsampling of the frame. The tails start at zero, so an untrained network is plain bicubic.
+Each output frame is predicted from the low-resolution frame, its two neighbours in time (temporal context
+keeps detail consistent from frame to frame) and the base upsampling of the frame: bicubic, or the
+weight-free upscaler of ``upscaling/`` (Lanczos + detail restoration), which the network then sees too
+(folded to the low resolution by pixel-unshuffle) so it can correct it. All convolutions run at the low
+resolution; one pixel-shuffle tail per scale turns features into the high-resolution residual added to the
+base. The tails start at zero, so an untrained network is exactly its base.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ class SSRConfig:
     width: int = 32
     num_blocks: int = 6
     context_frames: int = 1  # neighbours on each side fed with every frame
+    base: str = "bicubic"  # or "weight_free": upscaling.upscale with its defaults
 
     def __post_init__(self) -> None:
         if not self.scales or any(s < 2 for s in self.scales):
             raise ValueError(f"SSRConfig.scales must be integers >= 2, got {self.scales}")
+        if self.base not in ("bicubic", "weight_free"):
+            raise ValueError(f"SSRConfig.base must be 'bicubic' or 'weight_free', got {self.base!r}")
 
 
 class ResidualBlock(nn.Module):
@@ -48,16 +53,24 @@ class ResidualBlock(nn.Module):
 
 
 class SSRNet(nn.Module):
-    """``forward(frames [N, 3 * (2c + 1), h, w] in [0, 1], scale) -> [N, 3, h * scale, w * scale]``.
+    """``forward(frames [N, 3 * (2c + 1), h, w] in [0, 1], scale, base=None) -> [N, 3, h * scale, w * scale]``.
 
-    The input stacks each frame's neighbours (previous ..., the frame, ... next) along channels.
+    The input stacks each frame's neighbours (previous ..., the frame, ... next) along channels. ``base`` is
+    the weight-free upscaling of the middle frame ``[N, 3, h * scale, w * scale]`` when the config's base is
+    ``"weight_free"`` (see :func:`base_upscale`); bicubic networks compute their own.
     """
 
     def __init__(self, config: SSRConfig) -> None:
         super().__init__()
         self.config = config
         self.window = 2 * config.context_frames + 1
-        self.head = nn.Conv2d(3 * self.window, config.width, 3, padding=1)
+        folded = {s: 3 * s * s if config.base == "weight_free" else 0 for s in config.scales}
+        self.heads = nn.ModuleDict(
+            {
+                str(s): nn.Conv2d(3 * self.window + folded[s], config.width, 3, padding=1)
+                for s in config.scales
+            }
+        )
         self.body = nn.Sequential(*[ResidualBlock(config.width) for _ in range(config.num_blocks)])
         self.body_out = nn.Conv2d(config.width, config.width, 3, padding=1)
         self.tails = nn.ModuleDict(
@@ -67,16 +80,23 @@ class SSRNet(nn.Module):
             nn.init.zeros_(tail.weight)
             nn.init.zeros_(tail.bias)
 
-    def forward(self, frames: torch.Tensor, scale: int) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, scale: int, base: torch.Tensor | None = None) -> torch.Tensor:
         if str(scale) not in self.tails:
             raise ValueError(f"this upscaler has x{list(self.config.scales)} tails, not x{scale}")
-        c = self.config.context_frames
-        centre = frames[:, 3 * c : 3 * c + 3]
-        features = self.head(frames - 0.5)
+        inputs = frames - 0.5
+        if self.config.base == "weight_free":
+            if base is None:
+                raise ValueError(
+                    "this upscaler refines the weight-free upscaling: pass base=base_upscale(...)"
+                )
+            inputs = torch.cat([inputs, F.pixel_unshuffle(base - 0.5, scale)], dim=1)
+        else:
+            c = self.config.context_frames
+            centre = frames[:, 3 * c : 3 * c + 3]
+            base = F.interpolate(centre, scale_factor=scale, mode="bicubic", align_corners=False)
+        features = self.heads[str(scale)](inputs)
         features = features + self.body_out(self.body(features))
-        residual = F.pixel_shuffle(self.tails[str(scale)](features), scale)
-        upsampled = F.interpolate(centre, scale_factor=scale, mode="bicubic", align_corners=False)
-        return upsampled + residual
+        return base + F.pixel_shuffle(self.tails[str(scale)](features), scale)
 
 
 def load_ssr(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[SSRNet, str]:
@@ -85,6 +105,16 @@ def load_ssr(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tup
     model = SSRNet(config_from_dict(SSRConfig, config_dict))
     load_state_strict(model, state, str(path))
     return model.to(dtype).eval().requires_grad_(False), family
+
+
+def base_upscale(config: SSRConfig, frames: torch.Tensor, scale: int) -> torch.Tensor | None:
+    """The base a network of ``config`` refines, for ``[N, 3, h, w]`` frames: the weight-free upscaling
+    ``[N, 3, h * scale, w * scale]``, or None for bicubic networks (they compute it themselves)."""
+    if config.base != "weight_free":
+        return None
+    from ..upscaling import upscale
+
+    return upscale(frames.permute(0, 2, 3, 1).float(), scale=scale).permute(0, 3, 1, 2).to(frames.dtype)
 
 
 def stack_neighbours(frames: torch.Tensor, index: list[int], context: int) -> torch.Tensor:
@@ -137,7 +167,8 @@ def learned_upscale(
             upscaled = []
             for start in range(0, n, batch_size):
                 index = list(range(start, min(start + batch_size, n)))
-                upscaled.append(model(stack_neighbours(current, index, context), scale).clamp(0, 1))
+                base = base_upscale(model.config, current[index], scale)
+                upscaled.append(model(stack_neighbours(current, index, context), scale, base).clamp(0, 1))
                 progress.update()
             current = torch.cat(upscaled)
     result = current.permute(0, 2, 3, 1)

@@ -6,7 +6,8 @@ comparisons against the weight-free methods that their cards and ``bench/learned
   rendered at the in-between times gives the exact targets. Flow interpolation is the slow part of a
   sample, so the training pairs (with their flow frames) are generated once per seed into a cache under
   ``.train/tsr/`` and reused with random flips and rotations.
-* ``ssr`` -> ``weights/upscaler-sprites-ssr``: :class:`models.ssr.SSRNet` (x2 and x4 tails). The world
+* ``ssr`` -> ``weights/upscaler-sprites-ssr``: :class:`models.ssr.SSRNet` (x2 and x4 tails), a residual
+  over the weight-free upscaler (``upscaling.upscale``; ``--set base=bicubic`` for one over bicubic). The world
   renders at any resolution with area-like antialiasing, so the low-resolution input and its
   high-resolution target are two renders of one spec; each sample is three consecutive frames.
 """
@@ -113,11 +114,16 @@ def _flip_rotate(x: torch.Tensor, flip: bool, quarter_turns: int) -> torch.Tenso
 
 
 # -- SSR data -----------------------------------------------------------------------------------------------
-def ssr_batch(seed: int, step: int, batch: int, scale: int, split: str = "train"):
-    """``(low [B, 9, c, c], high [B, 3, c*s, c*s])`` in [0, 1]: three consecutive low-res frames stacked
-    along channels, and the middle frame rendered at ``scale`` times the size. Fixed by ``(seed, step)``."""
+def ssr_batch(seed: int, step: int, batch: int, scale: int, split: str = "train", with_base: bool = False):
+    """``(low [B, 9, c, c], high [B, 3, c*s, c*s], base)`` in [0, 1]: three consecutive low-res frames
+    stacked along channels, the middle frame rendered at ``scale`` times the size, and (``with_base``) the
+    weight-free upscaling of the whole low-res middle frame cropped like ``high`` (else None). Fixed by
+    ``(seed, step)``."""
+    from ..upscaling import upscale
+
     sizes, crop = SSR_DATA[scale]
-    lows, highs = [], []
+    hs = crop * scale
+    samples = []
     for i in range(batch):
         rng = random.Random(f"ssr:{seed}:{step}:{scale}:{i}")
         size, fps = rng.choice(sizes), rng.choice(SSR_FPS)
@@ -125,15 +131,47 @@ def ssr_batch(seed: int, step: int, batch: int, scale: int, split: str = "train"
         t = rng.uniform(1.0 / fps, 2.0 - 1.0 / fps)
         times = torch.tensor([t - 1 / fps, t, t + 1 / fps], dtype=torch.float64)
         low = render_frames_at(spec, times, size, size)
-        high = render_frames_at(spec, times[1:2], size * scale, size * scale)
+        high = render_frames_at(spec, times[1:2], size * scale, size * scale)[0]
         top, left = rng.randrange(size - crop + 1), rng.randrange(size - crop + 1)
-        low = low[:, top : top + crop, left : left + crop].permute(0, 3, 1, 2).reshape(9, crop, crop)
-        hs = crop * scale
-        high = high[0, top * scale : top * scale + hs, left * scale : left * scale + hs].permute(2, 0, 1)
         flip, turns = rng.random() < 0.5, rng.randrange(4)
+        samples.append((low, high, top, left, flip, turns))
+    bases: dict[int, torch.Tensor] = {}
+    if with_base:  # whole frames upscaled (crop borders see real neighbours), one call per frame size
+        for size in {s[0].shape[1] for s in samples}:
+            index = [k for k, s in enumerate(samples) if s[0].shape[1] == size]
+            made = upscale(torch.stack([samples[k][0][1] for k in index]), scale=scale)
+            bases.update(zip(index, made))
+    lows, highs, crops = [], [], []
+    for k, (low, high, top, left, flip, turns) in enumerate(samples):
+        window = (slice(top * scale, top * scale + hs), slice(left * scale, left * scale + hs))
+        low = low[:, top : top + crop, left : left + crop].permute(0, 3, 1, 2).reshape(9, crop, crop)
         lows.append(_flip_rotate(low, flip, turns))
-        highs.append(_flip_rotate(high, flip, turns))
-    return torch.stack(lows), torch.stack(highs)
+        highs.append(_flip_rotate(high[window].permute(2, 0, 1), flip, turns))
+        if with_base:
+            crops.append(_flip_rotate(bases[k][window].permute(2, 0, 1), flip, turns))
+    return torch.stack(lows), torch.stack(highs), torch.stack(crops) if with_base else None
+
+
+def ssr_cache(seed: int, samples: int, folder: str, with_base: bool, log=print) -> tuple[dict, float]:
+    """Per scale ``(low, high, base)`` fp16 stacks of ``samples`` training samples (batches of
+    :func:`ssr_batch` for steps 0, 1, ...), generated once into ``folder``; and the seconds it took."""
+    path = os.path.join(folder, f"samples-seed{seed}-n{samples}-base{int(with_base)}.pt")
+    if os.path.isfile(path):
+        data = torch.load(path, weights_only=True)
+        return data["scales"], float(data["seconds"])
+    start, chunk = time.monotonic(), 8
+    scales = {}
+    for scale in SSR_DATA:
+        parts = [ssr_batch(seed, k, chunk, scale, with_base=with_base) for k in range(samples // chunk)]
+        scales[scale] = tuple(
+            torch.cat([p[i] for p in parts]).half() if parts[0][i] is not None else None for i in range(3)
+        )
+        log(f"[ssr] generated {samples} x{scale} samples ({(time.monotonic() - start) / 60:.1f} min)")
+    seconds = time.monotonic() - start
+    os.makedirs(folder, exist_ok=True)
+    torch.save({"scales": scales, "seconds": seconds}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return scales, seconds
 
 
 # -- held-out evaluation ------------------------------------------------------------------------------------
@@ -234,12 +272,6 @@ def _loop(args: StageArgs, steps: int, lr: float) -> LoopConfig:
     return LoopConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), ema_decay=0.999, log_every=50)
 
 
-def _pixel_loss(made: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    terms = {"l1": (made - target).abs().mean(), "l2": F.mse_loss(made, target)}
-    terms["loss"] = terms["l1"] + 4.0 * terms["l2"]
-    return terms
-
-
 def _card(args: StageArgs, loop: LoopConfig, result, config, stem: str, what: str) -> dict:
     return {
         "name": stem,
@@ -323,40 +355,55 @@ def train_tsr(args: StageArgs) -> dict:
 def train_ssr(args: StageArgs) -> dict:
     seed_everything(args.seed)
     batch = args.option("batch", 8)
-    config = SSRConfig()
+    samples = 16 if args.quick else args.option("samples", 4000)
+    config = SSRConfig(base=args.option("base", "weight_free"))
     model = SSRNet(config)
     loop = _loop(args, 2500, args.option("lr", 1e-3))
+    with_base = config.base == "weight_free"
+    trainer = Trainer("ssr", model, loop, args.state_dir, resume=args.resume, command=args.command)
+    cache, cache_s = ssr_cache(args.seed, samples, args.state_dir, with_base, trainer.log)
 
     def batch_loss(step: int) -> dict[str, torch.Tensor]:
+        # Pure L2, summed over scales: most pixels are flat and already right in the base, and an L1
+        # term's constant-size gradient there would pin the residual at zero (see train_tsr).
+        rng = random.Random(f"ssr-batch:{args.seed}:{step}")
         terms = {}
         total = 0.0
         for scale in config.scales:
-            low, high = ssr_batch(args.seed, step, batch, scale)
-            part = _pixel_loss(model(low, scale), high)
-            terms[f"l1_x{scale}"] = part["l1"]
-            total = total + part["loss"]
+            pick = torch.tensor([rng.randrange(samples) for _ in range(batch)])
+            flip, turns = rng.random() < 0.5, rng.randrange(4)
+            low, high, base = (
+                None if t is None else _flip_rotate(t[pick].float(), flip, turns) for t in cache[scale]
+            )
+            l2 = F.mse_loss(model(low, scale, base), high)
+            terms[f"l2_x{scale}"] = l2
+            if base is not None:
+                terms[f"base_l2_x{scale}"] = F.mse_loss(base, high)
+            total = total + l2
         terms["loss"] = total
         return terms
 
-    result = Trainer("ssr", model, loop, args.state_dir, resume=args.resume, command=args.command).run(
-        batch_loss
-    )
+    result = trainer.run(batch_loss)
     weights, card_path = weights_paths(args.out_dir, SSR_STEM)
     save_checkpoint(weights, result.model, config, SSR_KIND, config.family)
     saved, _ = load_ssr(weights)
     figures = compare_ssr(saved, 2 if args.quick else EVAL_CLIPS)
     card = _card(
         args, loop, result, config, SSR_STEM,
-        "learned spatial super-resolution (x2, x4): residual CNN over bicubic, with neighbouring frames",
+        "learned spatial super-resolution (x2, x4): residual CNN over the weight-free upscaler, with neighbouring frames",
     )  # fmt: skip
     card["data"] = {
-        "samples": "per step and scale: batch random specs (split 'train'), three consecutive frames",
-        "batch": batch,
+        "samples": (
+            f"{samples} cached samples per scale (split 'train'), each three consecutive frames, drawn "
+            "with random flips / 90-degree rotations"
+        ),
+        "cache_generation_s": round(cache_s, 1),
+        "batch": f"{batch} per scale and step",
         "scales": {str(s): {"low_sizes": v[0], "low_crop": v[1]} for s, v in SSR_DATA.items()},
         "fps_choices": SSR_FPS,
-        "stream": "sample i of step s drawn from random.Random(f'ssr:{seed}:{s}:{scale}:{i}')",
+        "stream": "cached sample 8k+i from random.Random(f'ssr:{seed}:{k}:{scale}:{i}')",
     }
-    card["losses"] = "per scale: L1 + 4 * L2, summed over scales"
+    card["losses"] = "L2 per scale, summed over scales"
     card["evaluation"] = {
         "clips": f"{EVAL_CLIPS} held-out clips of {EVAL_FRAMES} frames at 16 fps per case",
         "weight_free": "upscaling.upscale defaults: Lanczos + edge-aware detail restoration (sharpen 1.0)",

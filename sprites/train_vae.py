@@ -47,6 +47,20 @@ VAE3D_STEM = "vae-sprites-3d"
 FRAME_STEM = "vae-sprites-frame"
 IMAGE_VAE_FILE = "image-vae.safetensors"  # the un-fine-tuned image VAE, kept under .train/vae-frame/
 
+# The commands that made the shipped weights, in order. A second command with a larger --steps resumes the
+# first run's final state and continues on a fresh warmup/cosine schedule over the new total (a warm
+# restart), with the options given; the cards list every phase.
+_TRAIN = "python -m videocascade.sprites.train"
+VAE3D_RECIPE = (
+    f"{_TRAIN} vae3d --threads 1 --seed 0 --steps 1400",
+    f"{_TRAIN} vae3d --threads 1 --seed 0 --steps 2400",
+)
+FRAME_RECIPE = (
+    f"{_TRAIN} vae-frame --threads 1 --seed 0 --steps 800",
+    f"{_TRAIN} vae-frame --threads 1 --seed 0 --steps 2400 --set object_weight=4 --set centred=true",
+    f"{_TRAIN} vae-frame-temporal --threads 1 --seed 0",
+)
+
 VAE3D_CONFIG = CausalVAEConfig(
     family="sprites-vae3d",
     base_channels=16,
@@ -325,7 +339,7 @@ def train_vae3d(args: StageArgs) -> dict:
             "clips": f"{EVAL_CLIPS} held-out clips, {EVAL_FRAMES} frames {EVAL_SIZE}x{EVAL_SIZE} at {EVAL_FPS} fps",
             **figures,
         },
-        "reproduce": args.command or "python -m videocascade.sprites.train vae3d --seed 0",
+        "reproduce": " && ".join(VAE3D_RECIPE),
         "within_noise": reproducibility_note("held-out PSNR within 0.5 dB of the figure above"),
     }
     write_card(card_path, card)
@@ -462,10 +476,7 @@ def train_vae_frame_temporal(args: StageArgs) -> dict:
             "note": "flicker = mean |frame difference error| in [0, 1] units; lower is better",
             **comparison,
         },
-        "reproduce": (
-            "python -m videocascade.sprites.train vae-frame --seed 0 && "
-            "python -m videocascade.sprites.train vae-frame-temporal --seed 0"
-        ),
+        "reproduce": " && ".join(FRAME_RECIPE),
         "within_noise": reproducibility_note("held-out PSNR within 0.5 dB and flicker ratios within 0.05"),
     }
     write_card(card_path, card)

@@ -12,6 +12,7 @@ from videocascade.models.ssr import (
     CHECKPOINT_KIND,
     SSRConfig,
     SSRNet,
+    base_upscale,
     learned_upscale,
     load_ssr,
     plan_scales,
@@ -57,6 +58,16 @@ def test_fresh_network_is_bicubic_and_shapes():
         torch.testing.assert_close(out, bicubic)
     with pytest.raises(ValueError, match="not x3"):
         net(frames, 3)
+
+
+def test_fresh_weight_free_network_is_the_weight_free_upscaler():
+    net = SSRNet(SSRConfig(width=8, num_blocks=1, base="weight_free")).eval()
+    frames = _clip()
+    torch.testing.assert_close(learned_upscale(net, frames, (64, 64)), upscale(frames, scale=4))
+    chw = frames.permute(0, 3, 1, 2)
+    with pytest.raises(ValueError, match="pass base="):
+        net(stack_neighbours(chw, [0], 1), 4)
+    assert base_upscale(SSRConfig(), chw, 2) is None
 
 
 def test_neighbour_stacking_repeats_the_edges():

@@ -39,12 +39,20 @@ def test_tsr_pairs_are_fixed_by_seed_and_targets_lie_between_the_pair():
 
 def test_ssr_batches_are_aligned_renders():
     for scale in (2, 4):
-        low, high = ssr_batch(0, 1, 3, scale)
+        low, high, base = ssr_batch(0, 1, 3, scale, with_base=True)
         crop = low.shape[-1]
-        assert low.shape == (3, 9, crop, crop) and high.shape == (3, 3, crop * scale, crop * scale)
-        # Area-downsampling the high-resolution target gives back the low-resolution middle frame.
+        assert low.shape == (3, 9, crop, crop) and high.shape == base.shape == (
+            3,
+            3,
+            crop * scale,
+            crop * scale,
+        )
+        # Area-downsampling the high-resolution target gives back the low-resolution middle frame, and the
+        # weight-free upscaling of the whole frame, cropped, lines up with the target.
         assert psnr(F.avg_pool2d(high, scale), low[:, 3:6]) > 30.0
-        assert torch.equal(low, ssr_batch(0, 1, 3, scale)[0])
+        assert psnr(base, high) > psnr(F.interpolate(low[:, 3:6], scale_factor=scale), high)
+        again = ssr_batch(0, 1, 3, scale)
+        assert torch.equal(low, again[0]) and again[2] is None
 
 
 def test_eval_clips_are_held_out_and_exact():
