@@ -475,6 +475,7 @@ class Trainer:
     history: list[dict[str, float]] = field(default_factory=list)
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
+    extended_from: int | None = None  # clip_steps of the run this one continued
 
 
 def phase_of(recipe: Recipe, step: int) -> tuple[str, int, int]:
@@ -690,6 +691,7 @@ def save_state(trainer: Trainer, path: str) -> None:
         "history": trainer.history,
         "wall_seconds": trainer.wall_seconds,
         "cpu_seconds": trainer.cpu_seconds,
+        "extended_from": trainer.extended_from,
         "recipe": recipe_dict(trainer.recipe),
     }
     torch.save(state, path + ".tmp")
@@ -700,10 +702,19 @@ def load_state(trainer: Trainer, path: str) -> bool:
     if not os.path.isfile(path):
         return False
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["recipe"] != recipe_dict(trainer.recipe):
+    saved, current = dict(state["recipe"]), recipe_dict(trainer.recipe)
+    # A longer last phase may continue a run (its learning rate schedule restarts its decay).
+    extended = saved.pop("clip_steps") <= current.pop("clip_steps") and state["step"] > (
+        trainer.recipe.text_probe_steps + trainer.recipe.image_steps
+    )
+    if saved != current or not (extended or state["recipe"] == recipe_dict(trainer.recipe)):
         raise RuntimeError(
             f"{path} was saved by a different recipe; delete it to start over, or restore the recipe"
         )
+    if state["recipe"] != recipe_dict(trainer.recipe):
+        print(f"continuing {path} with clip_steps={trainer.recipe.clip_steps}", flush=True)
+        trainer.extended_from = state["recipe"]["clip_steps"]
+    trainer.extended_from = trainer.extended_from or state.get("extended_from")
     trainer.step = state["step"]
     trainer.dit.load_state_dict(state["dit"])
     trainer.encoder.load_state_dict(state["encoder"])
@@ -938,6 +949,7 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         "steps": recipe.total_steps,
         "command": command or f"python -m videocascade.sprites.train {stage_of(recipe)} --threads 1",
         "resume": "rerun the same command: it continues from .train/<stage>/state.pt",
+        "continued_from_clip_steps": trainer.extended_from,
         "wall_minutes": round(trainer.wall_seconds / 60, 1),
         "cpu_minutes": round(trainer.cpu_seconds / 60, 1),
         "machine": machine_description(),

@@ -225,3 +225,14 @@ def test_sampler_preset_can_be_retuned_without_touching_weights(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in handle.model.state_dict().items())
     card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
     assert card["sampler"]["steps"] == 12
+
+
+def test_a_finished_run_continues_with_a_longer_clip_phase(tmp_path):
+    recipe = tiny_recipe(text_probe_steps=1, image_steps=1, clip_steps=2)
+    state = str(tmp_path / "s")
+    td.train(recipe, out_dir=str(tmp_path), state_dir=state, final_eval=0)
+    longer = dataclasses.replace(recipe, clip_steps=4)
+    written = td.train(longer, out_dir=str(tmp_path), state_dir=state, final_eval=0)
+    assert torch.load(os.path.join(state, "state.pt"), weights_only=False)["step"] == 6
+    card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+    assert card["continued_from_clip_steps"] == 2 and card["steps"] == 6
