@@ -236,3 +236,19 @@ def test_a_finished_run_continues_with_a_longer_clip_phase(tmp_path):
     assert torch.load(os.path.join(state, "state.pt"), weights_only=False)["step"] == 6
     card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
     assert card["continued_from_clip_steps"] == 2 and card["steps"] == 6
+
+
+def test_open_temporal_gates_keep_the_image_function_and_let_gradients_through():
+    recipe = tiny_recipe()
+    config = dataclasses.replace(recipe.dit, text_dim=recipe.text.dim)
+    torch.manual_seed(0)
+    zero_gated = VideoDiT(config)
+    torch.nn.init.normal_(zero_gated.final_layer.linear.weight, std=0.1)  # as after the image phase
+    opened = VideoDiT(config)
+    opened.load_state_dict(zero_gated.state_dict())
+    td.open_temporal_gates(opened)
+    x, t, ctx = torch.randn(2, 3, 3, 16, 16), torch.tensor([500.0, 20.0]), torch.randn(2, 5, recipe.text.dim)
+    with torch.no_grad():
+        assert torch.allclose(opened(x, t, ctx), zero_gated(x, t, ctx), atol=1e-6)
+    opened(x, t, ctx).square().mean().backward()
+    assert all(b.temporal_attn.out.weight.grad.abs().sum() > 0 for b in opened.blocks)
