@@ -134,11 +134,12 @@ def test_nodes_use_the_learned_upscaler(tmp_path):
     not os.path.isfile(SHIPPED), reason="weights/upscaler-sprites-ssr.safetensors not trained yet"
 )
 def test_shipped_upscaler_beats_the_weight_free_upscaler_on_held_out_clips():
+    from videocascade.sprites.train_cascade import ssr_eval_clips
+
     model, family = load_ssr(SHIPPED)
     assert family == "sprites-ssr"
-    for seed in (21, 22):
-        spec = random_clip_spec(random.Random(f"ssr-test:{seed}"), split="heldout", duration=1.0)
-        low, high = render_clip(spec, 3, 32, 32, 16.0), render_clip(spec, 3, 128, 128, 16.0)
-        learned = float(((learned_upscale(model, low, (128, 128)) - high) ** 2).mean())
-        weight_free = float(((upscale(low, scale=4) - high) ** 2).mean())
-        assert learned < weight_free, (seed, learned, weight_free)
+    learned = weight_free = 0.0
+    for low, high in ssr_eval_clips(32, 4, count=3):  # the cascade's case: 32 -> 128 px
+        learned += float(((learned_upscale(model, low, (128, 128)) - high) ** 2).mean())
+        weight_free += float(((upscale(low, scale=4) - high) ** 2).mean())
+    assert weight_free > 1.05 * learned, (weight_free, learned)  # pooled squared error
