@@ -113,7 +113,14 @@ class VCVAEDecode:
                     step=8,
                 ),
                 "tile_overlap": int_input(
-                    64, 0, 1024, "Pixels neighbouring tiles overlap and blend over, so no seam shows.", step=8
+                    64,
+                    0,
+                    1024,
+                    "Pixels neighbouring tiles overlap and blend over, so no seam shows. 0 = exact tiles where "
+                    "the VAE allows it (Wan 2.1 and VideoCascade VAEs): each tile reads its neighbours' pixels, "
+                    "so the frames equal an untiled decode, with less memory but more time; other VAEs then "
+                    "cut hard tile edges.",
+                    step=8,
                 ),
             }
         }
@@ -131,7 +138,10 @@ class VCVAEDecode:
         with model_on_device(vae) as model:
             z = model.latents_from_model(samples.float())  # stays on the CPU: chunks move to the device
             tile = (tile_size, tile_size) if tile_size else None
-            video = decode_video(model, z, chunk_frames, tile, tile_overlap, output_device="cpu")
+            mode = "auto" if tile_overlap == 0 else "blend"  # auto: exact tiles where the family allows
+            video = decode_video(
+                model, z, chunk_frames, tile, tile_overlap, output_device="cpu", tile_mode=mode
+            )
         frames = latent.get(FRAMES_KEY)
         if frames and 1 + -(-(frames - 1) // model.temporal_factor) == samples.shape[2]:
             video = video[:, :, :frames]  # drop the frames VAE Encode added to reach 1 + k*temporal factor

@@ -94,6 +94,19 @@ def test_decode_matches_diffusers_whole_and_streaming(reference, ours):
         torch.testing.assert_close(decode_video(ours, z, chunk), expected, **TOL)
 
 
+@torch.no_grad()
+def test_exact_tiled_decode_matches_diffusers(reference, ours):
+    """Tiles reading a halo of neighbouring data give diffusers' untiled result (frame 40x48, tiles not
+    dividing it)."""
+    torch.manual_seed(3)
+    z = torch.randn(1, 4, 3, 5, 6)
+    expected = reference.decode(z).sample
+    for tile, chunk in (((16, 16), 1), ((24, 8), 2)):
+        torch.testing.assert_close(
+            decode_video(ours, z, chunk, tile=tile, tile_mode="exact"), expected, **TOL
+        )
+
+
 def test_original_names_agree_with_diffusers_converter(reference, ours):
     state = reference.state_dict()
     original = to_original(state, ours.config)

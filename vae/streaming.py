@@ -3,17 +3,18 @@
 Results equal the whole-clip ones (up to float rounding) for any chunk size, because every temporal
 operation of the VAE is causal and its past frames travel in a :class:`StreamCache`.
 
-Entry points for nodes: :func:`encode_video` and :func:`decode_video`. They also accept another family's
-VAE object (e.g. CogVideoX): its ``iter_decode(z, chunk_frames)`` (consecutive video chunks) and
-``encode(video, chunk_frames)`` are used when present, else plain ``decode(z)`` / ``encode(video)``;
-tiles still work through :func:`vae.tiling.decode_tiled`.
+Entry points for nodes: :func:`encode_video` and :func:`decode_video`. Spatial tiles come in two kinds:
+exact ones (``exact_tiling.py``: each tile reads a halo of real neighbouring data and streams through all
+of time, equal to the untiled decode; our causal VAEs only) and blended ones (``tiling.py``: any family,
+cross-faded overlaps). They also accept another family's VAE object (e.g. CogVideoX): its
+``iter_decode(z, chunk_frames)`` (consecutive video chunks) and ``encode(video, chunk_frames)`` are used
+when present, else plain ``decode(z)`` / ``encode(video)``; blended tiles still work for it.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import sys
 from collections.abc import Iterator
 
 import torch
@@ -21,7 +22,7 @@ import torch
 from ..runtime.progress import Progress
 from .autoencoder import CausalVAE
 from .causal_conv import StreamCache
-from .networks import Stage
+from .exact_tiling import decode_exact_tiled, exact_tiling_problem, iter_decode_window, tile_windows
 from .posterior import DiagonalGaussian
 from .tiling import decode_tiled, tile_count
 
@@ -127,19 +128,6 @@ def _check_spatial(vae: torch.nn.Module, video: torch.Tensor) -> None:
 
 
 # -- decode ------------------------------------------------------------------------------------------
-def _depth_first(stages: list[Stage], x: torch.Tensor, cache: StreamCache, max_frames: int) -> Iterator:
-    """Run ``x`` through ``stages``, handing each stage's output to the next ``max_frames`` frames at a
-    time, depth first: only one piece per resolution is alive, so the high-resolution stages (where the
-    temporal upsampling has multiplied the frames) never hold a whole chunk."""
-    y = stages[0](x, cache)
-    if len(stages) == 1:
-        yield y
-        return
-    for piece in y.split(max_frames, dim=2):
-        yield from _depth_first(stages[1:], piece, cache, max_frames)
-
-
-@torch.no_grad()
 def iter_decode(
     vae: CausalVAE,
     z: torch.Tensor,
@@ -153,17 +141,25 @@ def iter_decode(
     chunk size and resolution, not on the clip length. Passing the ``cache`` of a previous call continues
     that clip (``z`` holds its next latent frames) instead of starting a new one.
     """
-    device, dtype = _placement(vae)
-    cache = StreamCache() if cache is None else cache
-    stages = vae.decoder.stages()
-    frames = z.shape[2]
-    max_frames = sys.maxsize if chunk_frames is None else chunk_frames
-    for start, stop in _chunks(frames, chunk_frames):
-        x = vae.post_quant_conv(z[:, :, start:stop].to(device, dtype))
-        for piece in _depth_first(stages, x, cache, max_frames):
-            yield piece.clamp_(-1.0, 1.0)
-        if progress is not None:
-            progress.update()
+    return iter_decode_window(vae, z, None, chunk_frames, progress, cache)
+
+
+TILE_MODES = ("blend", "exact", "auto")
+
+
+def _tile_mode(vae: torch.nn.Module, tile_mode: str) -> str:
+    """``"exact"`` or ``"blend"``: what ``tile_mode`` means for this VAE (raises for impossible requests)."""
+    if tile_mode not in TILE_MODES:
+        raise ValueError(f"tile_mode must be one of {TILE_MODES}, got {tile_mode!r}")
+    if tile_mode == "blend":
+        return "blend"
+    problem = exact_tiling_problem(vae)
+    if problem is None:
+        return "exact"
+    if tile_mode == "exact":
+        raise ValueError(f"exact tiles: {problem}; use tile_mode='blend' (or 'auto') or no tiles")
+    log.info("VAE decode: blended tiles instead of exact ones: %s", problem)
+    return "blend"
 
 
 @torch.no_grad()
@@ -175,14 +171,24 @@ def decode_video(
     tile_overlap: int = 32,
     num_frames: int | None = None,
     output_device: torch.device | str | None = None,
+    tile_mode: str = "blend",
 ) -> torch.Tensor:
     """Raw latent ``[B, C, T', h, w]`` → video ``[B, 3, 1 + tf*(T'-1), h*f, w*f]`` float32 in [-1, 1].
 
     ``chunk_frames``: latent frames per causal chunk (None: whole clip in one pass). ``tile``: optional
-    ``(height, width)`` of spatial tiles in output pixels, blended over ``tile_overlap`` pixels (both are
-    rounded down to multiples of the spatial factor). ``num_frames`` trims the result (e.g. to undo the
-    padding of :func:`encode_video`). The output is built on ``output_device`` (default: ``z``'s device),
-    so a GPU decode of a long clip only holds one chunk on the GPU.
+    ``(height, width)`` of spatial tiles in output pixels. ``tile_mode``:
+
+    * ``"exact"``: tiles of at most ``tile`` pixels that read a halo of real neighbouring data, each
+      streamed through all of time; the result equals the untiled decode (float rounding aside) and peak
+      memory falls with the tile size. Our causal VAEs (Wan 2.1, sprites) only: raises for others.
+      ``tile_overlap`` is not used.
+    * ``"blend"``: any family; tiles overlap by ``tile_overlap`` pixels and cross-fade there (both rounded
+      down to multiples of the spatial factor), which changes the result near the seams.
+    * ``"auto"``: exact where possible, else blend (logged).
+
+    ``num_frames`` trims the result (e.g. to undo the padding of :func:`encode_video`). The output is built
+    on ``output_device`` (default: ``z``'s device), so a GPU decode of a long clip only holds one chunk on
+    the GPU.
     """
     if z.ndim != 5 or z.shape[1] != vae.latent_channels:
         raise ValueError(
@@ -219,6 +225,13 @@ def decode_video(
                     written += piece.shape[2]
                 if written != out.shape[2]:
                     raise RuntimeError(f"decoder produced {written} frames, expected {out.shape[2]}")
+    elif _tile_mode(vae, tile_mode) == "exact":
+        if min(tile) < 1:
+            raise ValueError(f"tile {tile} px: exact tiles must be at least 1 px (rounded up to {f} px)")
+        out = torch.empty(b, 3, vae.video_frames(frames), height * f, width * f, device=out_device)
+        tiles = len(tile_windows((height, width), tile, f))
+        with Progress(tiles * chunk_count, "VAE decode (exact tiles)") as progress:
+            decode_exact_tiled(vae, z, out, tile, chunk_frames, progress)
     else:
         tile_latent = (tile[0] // f, tile[1] // f)
         overlap_latent = tile_overlap // f

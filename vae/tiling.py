@@ -1,5 +1,8 @@
 """Spatial tiling for any chunked video decoder, with linear-ramp blending so no seam shows.
 
+Blending changes the result near the seams; decoders that are spatially local after their middle block
+(ours, Wan 2.1) are tiled exactly instead by ``exact_tiling.py``. This module serves the others (CogVideoX).
+
 Written over a decode function, not a network, so every VAE family reuses it: ``decode_chunks(z_tile)``
 yields the tile's decoded video as consecutive temporal chunks ``[B, 3, t, h*f, w*f]``. Each chunk is
 blended into the output as soon as it arrives, so tiles x temporal chunks keep working memory bounded
