@@ -202,8 +202,9 @@ def check_handle(value: Any, kind: str, input_name: str, loader: str) -> ModelHa
     """``value`` if it is a model handle of ``kind``, else a clear error naming the input and the fix."""
     if not isinstance(value, ModelHandle) or value.kind != kind:
         got = f"a {value.kind} model" if isinstance(value, ModelHandle) else type(value).__name__
+        article = "an" if kind[0] in "aeiou" else "a"
         raise TypeError(
-            f"'{input_name}' expects a {kind} from {loader}, got {got}; connect {loader}'s output"
+            f"'{input_name}' expects {article} {kind} from {loader}, got {got}; connect {loader}'s output"
         )
     return value
 

@@ -126,7 +126,7 @@ def test_nodes_use_the_learned_upscaler(tmp_path):
     torch.testing.assert_close(out, learned_upscale(net, frames, (64, 64)))
     (out,) = node.upscale(frames, 1.0, 40, 0, "lanczos", 1.0, upscaler=handle)
     assert out.shape == (3, 40, 40, 3)
-    with pytest.raises(TypeError, match="'upscaler' expects a upscaler from VC Upscaler Loader"):
+    with pytest.raises(TypeError, match="'upscaler' expects an upscaler from VC Upscaler Loader"):
         node.upscale(frames, 2.0, 0, 0, "nearest", 0.0, upscaler=handle.__class__(net, None, "x", "vae"))
 
 

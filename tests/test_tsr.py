@@ -108,7 +108,7 @@ def test_nodes_use_the_learned_interpolator(tmp_path):
 def test_node_errors_name_the_input():
     frames = _clip(frames=3)
     node = NODES["VCTemporalInterpolate"]()
-    with pytest.raises(TypeError, match="'interpolator' expects a interpolator from VC Interpolator Loader"):
+    with pytest.raises(TypeError, match="'interpolator' expects an interpolator from VC Interpolator Loader"):
         node.interpolate(frames, "x2", 8.0, 24.0, "flow", interpolator=object())
     with pytest.raises(FileNotFoundError, match="path"):
         NODES["VCInterpolatorLoader"]().load("(path below)", "fp32", path="/nonexistent/tsr.safetensors")
