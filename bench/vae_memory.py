@@ -12,7 +12,9 @@ threshold so that RSS follows live memory (``--malloc default`` measures glibc's
 freed blocks resident and vary by tens of MB between runs).
 The config (base width 64, 4x4x4 compression) and the resolution make activations dominate.
 
-    python bench/vae_memory.py [--size 192 --chunk 1 --threads 1]
+``--tile N`` decodes in exact spatial tiles of at most N px (``tile_mode="exact"``, same result).
+
+    python bench/vae_memory.py [--size 192 --chunk 1 --threads 1 --tile 0]
 """
 
 from __future__ import annotations
@@ -98,10 +100,11 @@ def case(args: argparse.Namespace) -> None:
     f, tf = vae.spatial_factor, vae.temporal_factor
     latent_frames = 1 + (args.frames - 1) // tf
     z = torch.randn(1, vae.latent_channels, latent_frames, args.size // f, args.size // f)
-    decode_video(vae, z[:, :, :2, :4, :4], args.chunk)  # warm-up: library init, allocator pools
+    tile = dict(tile=(args.tile, args.tile), tile_mode="exact") if args.tile else {}
+    decode_video(vae, z[:, :, :2, :4, :4], args.chunk, **tile)  # warm-up: library init, allocator pools
     baseline, reset = start_peak_window()
     start = time.perf_counter()
-    video = decode_video(vae, z, args.chunk)
+    video = decode_video(vae, z, args.chunk, **tile)
     seconds = time.perf_counter() - start
     peak = peak_since_window(reset)
     out_bytes = video.numel() * video.element_size()
@@ -125,6 +128,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1, help="latent frames per decode chunk")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per case")
     parser.add_argument(
+        "--tile", type=int, default=0, help="exact spatial tiles of at most this many px (0: none)"
+    )
+    parser.add_argument(
         "--malloc", choices=sorted(MALLOC_MODES), default="fixed", help="glibc settings per case"
     )
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
@@ -134,12 +140,14 @@ def main() -> None:
         case(args)
         return
     common = ["--case", "--size", str(args.size), "--chunk", str(args.chunk), "--threads", str(args.threads)]
+    common += ["--tile", str(args.tile)]
     results = {n: run_case(__file__, [*common, "--frames", str(n)], args.malloc) for n in (17, 65)}
     config = _config()
     print(
         f"streaming decode, {config.family} preset widened (base {config.base_channels}, "
         f"{config.num_res_blocks} res blocks), {args.size}x{args.size}, chunk {args.chunk} latent frame(s), "
-        f"{args.threads} thread(s), malloc {args.malloc}"
+        f"{args.threads} thread(s), malloc {args.malloc}, "
+        + (f"exact tiles of <= {args.tile} px" if args.tile else "untiled")
     )
     print(f"{'frames':>6} {'peak-base MB':>13} {'output MB':>10} {'working MB':>11} {'seconds':>8}")
     for r in results.values():

@@ -197,6 +197,8 @@ def test_bad_tile_arguments_are_clear_errors(vae4):
         decode_video(vae4, z, 1, tile=(8, 8), tile_mode="seamless")
     with pytest.raises(ValueError, match="at least 1 px"):
         decode_video(vae4, z, 1, tile=(0, 8), tile_mode="exact")
+    with pytest.raises(ValueError, match="not inside the 16x16 frame"):
+        list(iter_decode_window(vae4, z, ((0, 8), (8, 20))))
 
 
 # -- the VAE Decode node -----------------------------------------------------------------------------------------

@@ -213,6 +213,12 @@ def iter_decode_window(
         problem = exact_tiling_problem(vae)
         if problem:
             raise ValueError(f"cannot decode a window exactly: {problem}")
+        f = vae.spatial_factor
+        for (start, stop), size in zip(window, latent_shape):
+            if not 0 <= start < stop <= size * f:
+                raise ValueError(
+                    f"window {window} is not inside the {latent_shape[0] * f}x{latent_shape[1] * f} frame"
+                )
         windows = _stage_inputs(vae.decoder, latent_shape, window)
         scales = [1] + [g.scale for g in up_path_geometry(vae.decoder)]
         # the front's output (latent resolution, whole frame) is cropped to what the first up block reads;
