@@ -51,6 +51,11 @@ class DiTConfig:
     cross_attn_norm: bool = True  # affine LayerNorm before the cross-attention
     rope_theta: float = 10000.0
     attention_layout: str = "full"  # "full" 3D self-attention | "factorized" spatial then temporal
+    # Also add the masked mean of the text features to the timestep embedding, so every adaLN
+    # modulation sees the whole prompt (Imagen / SDXL's pooled text). Off for Wan, which has no such
+    # weights; the small embedded models use it because it makes global attributes (colour, shape,
+    # motion of the one object) far quicker to learn than cross-attention alone.
+    pooled_text: bool = False
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -409,6 +414,7 @@ class VideoDiT(nn.Module):
         # The shared projection of the time embedding to every block's 6 modulation vectors.
         self.time_modulation = nn.Linear(dim, 6 * dim)
         self.text_embed = TextProjection(config.text_dim, dim)
+        self.pooled_text_embed = TextProjection(config.text_dim, dim) if config.pooled_text else None
         self.rope = RotaryEmbedding3D(config.head_dim, config.rope_theta)
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final_layer = FinalLayer(dim, config.out_channels * math.prod(config.patch_size), config.eps)
@@ -426,6 +432,8 @@ class VideoDiT(nn.Module):
         nn.init.normal_(self.time_embed.fc1.weight, std=0.02)
         nn.init.normal_(self.time_embed.fc2.weight, std=0.02)
         nn.init.zeros_(self.time_modulation.weight)
+        if self.pooled_text_embed is not None:
+            nn.init.zeros_(self.pooled_text_embed.fc2.weight)  # starts as the plain timestep embedding
         nn.init.zeros_(self.final_layer.linear.weight)
 
     # -- parameter groups for the image-then-video (VideoLDM) training schedule --------------------
@@ -458,6 +466,8 @@ class VideoDiT(nn.Module):
 
         tokens = self.patch_embed(x.to(dtype))
         time_emb = self.time_embed(timestep)
+        if self.pooled_text_embed is not None:
+            time_emb = time_emb + self.pooled_text_embed(masked_mean(context.to(dtype), context_mask))
         time_mod = self.time_modulation(F.silu(time_emb)).unflatten(1, (6, cfg.hidden_size))
         context = self.text_embed(context.to(dtype))
 
@@ -530,6 +540,14 @@ class VideoDiT(nn.Module):
         if min(valid) == context.shape[1]:
             return timestep, context, None  # nothing masked: let attention take its fastest path
         return timestep, context, context_mask[:, None, None, :]
+
+
+def masked_mean(context: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the valid tokens of ``context [B, L, D]``; ``mask`` as ``_check_inputs`` shapes it."""
+    if mask is None:
+        return context.mean(dim=1)
+    weights = mask.reshape(mask.shape[0], -1, 1).to(context.dtype)
+    return (context * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 def _is_temporal(name: str) -> bool:

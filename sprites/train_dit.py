@@ -138,7 +138,9 @@ class Recipe:
 
 
 def _dit(in_channels: int, layout: str, patch: tuple[int, int, int], **sizes: Any) -> DiTConfig:
-    base = dict(hidden_size=96, depth=4, num_heads=3, ffn_dim=384, text_dim=128, frequency_dim=64)
+    base = dict(
+        hidden_size=96, depth=4, num_heads=3, ffn_dim=384, text_dim=128, frequency_dim=64, pooled_text=True
+    )
     base.update(sizes)
     return DiTConfig(
         in_channels=in_channels,
@@ -158,7 +160,8 @@ def makeavideo_recipe() -> Recipe:
         width=32,
         frames=9,
         fps=4.0,
-        text_probe_steps=400,
+        text_probe_steps=300,
+        text_phases=("text", "image"),
         image_steps=1800,
         clip_steps=2500,
         image_batch=32,

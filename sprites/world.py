@@ -462,6 +462,7 @@ def render_frames_at(spec: ClipSpec, times: ArrayLike, height: int, width: int) 
     num = times.size
     # Frames flattened to pixels, plus the spare slot that window pixels outside the frame write to.
     pixels = np.empty((num * height * width + 1, 3), dtype=np.float32)
+    pixels[-1] = 0.0  # the spare slot is composited over too: keep it a number, never uninitialised memory
     frames = pixels[:-1].reshape(num, height, width, 3)
     frames[:] = _background_array(spec.background, height, width)
     for obj in spec.objects:

@@ -139,8 +139,8 @@ def test_a_workflow_is_rendered_read_back_and_scored(tmp_path):
         "6.height=16",
         "6.frames=3",
         "7.steps=2",
-        "10.mode=x2",
-        "11.scale=2",
+        "11.mode=x2",
+        "13.scale=2",
     )
     result = ev.evaluate_workflow("makeavideo", ("heldout",), 2, seed=0, overrides=overrides, log=None)
     summary = result["splits"]["heldout"]

@@ -62,7 +62,7 @@ def test_temporal_flow_and_errors():
     assert out.shape[0] == 17 and not torch.equal(out[1], (frames[0] + frames[1]) / 2)
     with pytest.raises(ValueError, match="at least 2 frames"):
         run("VCTemporalInterpolate", frames[:1], "x2", 8.0, 24.0, "flow")
-    with pytest.raises(NotImplementedError, match="disconnect 'interpolator'"):
+    with pytest.raises(TypeError, match="'interpolator' expects an interpolator from VC Interpolator Loader"):
         run("VCTemporalInterpolate", frames, "x2", 8.0, 24.0, "flow", interpolator=object())
 
 
@@ -87,7 +87,7 @@ def test_spatial_nearest_is_pixel_repetition_and_sharpen_raises_edge_contrast():
     gradient = lambda x: ((x[:, :, 1:] - x[:, :, :-1]) ** 2).mean()  # noqa: E731
     assert gradient(sharp) > gradient(soft) * 1.1
     assert (sharp - soft).abs().mean() < 0.05  # flat areas stay as they were
-    with pytest.raises(NotImplementedError, match="disconnect 'upscaler'"):
+    with pytest.raises(TypeError, match="'upscaler' expects an upscaler from VC Upscaler Loader"):
         run("VCSpatialUpscale", frames, 2.0, 0, 0, "nearest", 0.0, upscaler=object())
 
 
