@@ -113,6 +113,27 @@ def test_all_true_mask_equals_no_mask_and_batch_one_context_broadcasts():
         torch.testing.assert_close(model(x, torch.tensor(10.0), ctx)[0], model(x, t, ctx)[0])
 
 
+def test_pooled_text_conditions_every_token_and_ignores_padding():
+    config = dataclasses.replace(dit_config("test-tiny"), pooled_text=True)
+    model = _randomize(VideoDiT(config))
+    x, t, ctx = _inputs(text_len=6)
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    with torch.no_grad():
+        a = model(x, t, ctx, mask)
+        padded = ctx.clone()
+        padded[0, 4:] = 50.0  # masked tokens must not enter the pooled mean either
+        torch.testing.assert_close(model(x, t, padded, mask), a, atol=1e-6, rtol=0)
+        # With the cross-attention cut off, the prompt still reaches the output through the pooled path.
+        for block in model.blocks:
+            block.cross_attn.out.weight.zero_()
+            block.cross_attn.out.bias.zero_()
+        other = ctx + torch.randn_like(ctx)
+        assert (model(x, t, other, mask) - model(x, t, ctx, mask)).abs().max() > 1e-3
+    # The plain (Wan) model has no pooled weights, so Wan checkpoints keep loading strictly.
+    assert not any(k.startswith("pooled_text") for k in VideoDiT(dit_config("test-tiny")).state_dict())
+    assert any(k.startswith("pooled_text_embed.") for k in model.state_dict())
+
+
 def test_batch_items_are_independent():
     model = _randomize(VideoDiT(dit_config("test-tiny-factorized")))
     for block in model.blocks:
