@@ -15,10 +15,10 @@ from ..runtime.loaders import (
 )
 from ..samplers import SCHEDULES, SOLVERS, sample
 from .base import category, combo_input, float_input, int_input, link_input, node_mappings, seed_input
-from .loader_inputs import dtype_input, path_input, weights_inputs
+from .loader_inputs import WeightsLoader, dtype_input, path_input, weights_inputs
 
 
-class VCDiTLoader:
+class VCDiTLoader(WeightsLoader):
     DESCRIPTION = (
         "Load a video DiT: VideoCascade's embedded models, Wan 2.1 or CogVideoX (detected from the file)."
     )

@@ -16,6 +16,27 @@ def weights_inputs(kind: str, what: str) -> dict[str, tuple]:
     return {"file": ([*choices, PATH_CHOICE], options)}
 
 
+class WeightsLoader:
+    """Base of the loader nodes: a filled ``path`` wins over the ``file`` dropdown, as its tooltip says.
+
+    ComfyUI (and our runner) skip their own choice check for inputs that ``VALIDATE_INPUTS`` names, so
+    a shared workflow whose dropdown file is not installed here still runs when ``path`` points to it.
+    """
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, file=None, path=None):
+        if file is None or (isinstance(path, str) and path.strip()):
+            return True  # linked dropdown, or the path is used instead
+        choices = cls.INPUT_TYPES()["required"]["file"][0]
+        if file in choices:
+            return True
+        shown = ", ".join(repr(c) for c in choices[:8]) + (", ..." if len(choices) > 8 else "")
+        return (
+            f"file {file!r} is not one of the installed choices ({shown}); put the file in the models "
+            f"folder named in the README, or fill 'path' with its location"
+        )
+
+
 def path_input(what: str) -> dict[str, tuple]:
     """Optional ``path``: a file or folder anywhere (headless runs, diffusers folders)."""
     return {

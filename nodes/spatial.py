@@ -8,10 +8,10 @@ from ..upscaling import RESAMPLE_METHODS, target_size
 from ..upscaling import upscale as upscale_frames
 from ..upscaling.spatial import check_image_batch
 from .base import category, combo_input, float_input, int_input, link_input, node_mappings
-from .loader_inputs import dtype_input, path_input, weights_inputs
+from .loader_inputs import WeightsLoader, dtype_input, path_input, weights_inputs
 
 
-class VCUpscalerLoader:
+class VCUpscalerLoader(WeightsLoader):
     DESCRIPTION = "Load a learned upscaler (SSR network) for VC Spatial Upscale."
     CATEGORY = category("spatial")
     RETURN_TYPES = ("VC_UPSCALER",)

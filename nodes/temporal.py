@@ -7,13 +7,13 @@ from ..interpolation import METHODS, interpolate, retime, retime_positions
 from ..interpolation.temporal import check_frames
 from ..runtime.loaders import check_handle, load_interpolator_handle, model_on_device, resolve_weights
 from .base import category, combo_input, float_input, link_input, node_mappings
-from .loader_inputs import dtype_input, path_input, weights_inputs
+from .loader_inputs import WeightsLoader, dtype_input, path_input, weights_inputs
 
 MULTIPLIERS = {"x2": 2, "x3": 3, "x4": 4}
 TARGET_FPS = "target fps"
 
 
-class VCInterpolatorLoader:
+class VCInterpolatorLoader(WeightsLoader):
     DESCRIPTION = "Load a learned frame interpolator (TSR network) for VC Temporal Interpolate."
     CATEGORY = category("temporal")
     RETURN_TYPES = ("VC_INTERPOLATOR",)

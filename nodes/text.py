@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..runtime.loaders import encode_text, load_text_encoder_handle, resolve_weights
 from .base import category, link_input, node_mappings, string_input
-from .loader_inputs import dtype_input, path_input, weights_inputs
+from .loader_inputs import WeightsLoader, dtype_input, path_input, weights_inputs
 
 
-class VCTextEncoderLoader:
+class VCTextEncoderLoader(WeightsLoader):
     DESCRIPTION = (
         "Load a text encoder: VideoCascade's byte-level encoder (embedded models), umT5-XXL (Wan 2.1) or "
         "T5-XXL (CogVideoX), detected from the file."

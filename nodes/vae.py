@@ -8,7 +8,7 @@ from ..runtime.latents import FRAMES_KEY, check_latent_fits, make_latent
 from ..runtime.loaders import load_vae_handle, model_on_device, resolve_weights
 from ..vae.pixels import PIXEL_SPACE_CHOICE
 from .base import category, int_input, link_input, node_mappings
-from .loader_inputs import dtype_input, path_input, weights_inputs
+from .loader_inputs import WeightsLoader, dtype_input, path_input, weights_inputs
 
 
 def frames_to_video(images: torch.Tensor) -> torch.Tensor:
@@ -24,7 +24,7 @@ def video_to_frames(video: torch.Tensor) -> torch.Tensor:
     return frames.reshape(-1, *frames.shape[2:]).contiguous()
 
 
-class VCVAELoader:
+class VCVAELoader(WeightsLoader):
     DESCRIPTION = (
         "Load a video VAE: VideoCascade's embedded VAEs, Wan 2.1 or CogVideoX (detected from the file), or "
         f"'{PIXEL_SPACE_CHOICE}', the identity for pixel-space models (the Make-A-Video base)."
