@@ -405,7 +405,7 @@ def sora_style_t2v() -> Definition:
     save = save_node("sora_style_t2v", "decode.images", 8.0)
     note = (
         "Sora-style text to video: a diffusion transformer with full 3D attention over the latent of a 3D "
-        "causal VAE (4x temporal, 8x spatial compression), on the pack's embedded sprites-world models "
+        "causal VAE (4x temporal, 4x spatial compression, 8 latent channels), on the pack's embedded sprites-world models "
         "(CPU, seconds).\n\n"
         "1. The text encoder turns the prompt into embeddings (an empty negative prompt for guidance).\n"
         "2. VC Empty Video Latent sizes the video (frames 1+4k: 17 frames -> 5 latent frames); the DiT "
