@@ -26,8 +26,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 import torch.nn.functional as F
+from package import ensure_package  # noqa: E402
 
 SHAPES = {
     # name: (batch, heads, q_len, kv_len, head_dim)
@@ -36,22 +38,6 @@ SHAPES = {
 }
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ACCURATE_COSINE = 0.999  # a backend below this is not put in the preference table, however fast
-
-
-def _ensure_package() -> None:
-    """Make the repository importable as ``videocascade`` when it is not pip-installed (a bare GPU box)."""
-    try:
-        import videocascade  # noqa: F401
-    except ImportError:
-        import importlib.util
-
-        root = Path(__file__).resolve().parent.parent
-        spec = importlib.util.spec_from_file_location(
-            "videocascade", root / "__init__.py", submodule_search_locations=[str(root)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["videocascade"] = module
-        spec.loader.exec_module(module)
 
 
 @dataclass
@@ -289,7 +275,7 @@ def main() -> int:
     major, minor = torch.cuda.get_device_capability()
     print(f"{device_name} (sm_{major}{minor}), torch {torch.__version__}, CUDA {torch.version.cuda}")
 
-    _ensure_package()
+    ensure_package()
     extension = _load_extension()
     sage = _load_sage()
     dtypes = ["bf16"] if args.quick else args.dtypes.split(",")

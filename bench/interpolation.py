@@ -17,28 +17,12 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table; set before tqdm loads
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
-
-
-def _ensure_package() -> None:
-    """Make the repository importable as ``videocascade`` when it is not pip-installed."""
-    try:
-        import videocascade  # noqa: F401
-    except ImportError:
-        import importlib.util
-
-        root = Path(__file__).resolve().parent.parent
-        spec = importlib.util.spec_from_file_location(
-            "videocascade", root / "__init__.py", submodule_search_locations=[str(root)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["videocascade"] = module
-        spec.loader.exec_module(module)
-
+from package import ensure_package  # noqa: E402
 
 TEXTURED = ["stripes", "checker", "noise", "gradient"]
 
@@ -124,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.seeds, args.speed_sizes = "64", 4, ""
-    _ensure_package()
+    ensure_package()
     if args.threads > 0:  # on a shared, busy CPU one thread avoids OpenMP barrier stalls on small tensors
         import cv2
 

@@ -20,27 +20,12 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table; set before tqdm loads
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
-
-
-def _ensure_package() -> None:
-    """Make the repository importable as ``videocascade`` when it is not pip-installed."""
-    try:
-        import videocascade  # noqa: F401
-    except ImportError:
-        import importlib.util
-
-        root = Path(__file__).resolve().parent.parent
-        spec = importlib.util.spec_from_file_location(
-            "videocascade", root / "__init__.py", submodule_search_locations=[str(root)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["videocascade"] = module
-        spec.loader.exec_module(module)
+from package import ensure_package  # noqa: E402
 
 
 def _print_table(title: str, rows: dict[str, dict[str, float]], reference: str) -> None:
@@ -93,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=12, help="held-out clips per case")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
-    _ensure_package()
+    ensure_package()
     if args.threads:
         torch.set_num_threads(args.threads)
     from videocascade.models.ssr import load_ssr

@@ -21,29 +21,14 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would drown the table; set before tqdm loads
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
+from package import ensure_package  # noqa: E402
 
 BUDGET_S = 60.0
-
-
-def _ensure_package() -> None:
-    """Make the repository importable as ``videocascade`` when it is not pip-installed."""
-    try:
-        import videocascade  # noqa: F401
-    except ImportError:
-        import importlib.util
-
-        root = Path(__file__).resolve().parent.parent
-        spec = importlib.util.spec_from_file_location(
-            "videocascade", root / "__init__.py", submodule_search_locations=[str(root)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["videocascade"] = module
-        spec.loader.exec_module(module)
 
 
 def run_once(path: str, overrides: list[str], out_dir: str):
@@ -66,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    _ensure_package()
+    ensure_package()
     from videocascade.sprites.evaluate import find_prompt_inputs, workflow_file
 
     path = workflow_file("makeavideo")
