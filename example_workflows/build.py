@@ -178,6 +178,25 @@ def save_node(prefix: str, images: str, fps: float | str, title: str = "Save vid
     return Node("save", "VCSaveVideo", values, links, title, width=380, extra_height=300)
 
 
+def weight_free_tsr_x4_and_ssr_x2(source: str) -> tuple[Node, Node]:
+    """Flow interpolation x4 of ``source``'s frames, then Lanczos + detail restoration x2."""
+    tsr = Node(
+        "tsr",
+        "VCTemporalInterpolate",
+        {"mode": "x4", "target_fps": 24.0, "method": "flow"},
+        {"images": f"{source}.images", "fps": f"{source}.fps"},
+        "Temporal interpolate x4 (flow)",
+    )
+    ssr = Node(
+        "ssr",
+        "VCSpatialUpscale",
+        {"scale": 2.0, "width": 0, "height": 0, "method": "lanczos", "sharpen": 1.0},
+        {"images": "tsr.images"},
+        "Spatial upscale x2",
+    )
+    return tsr, ssr
+
+
 def interpolate_upscale() -> Definition:
     clip = Node(
         "clip",
@@ -205,20 +224,7 @@ def interpolate_upscale() -> Definition:
         "Preview: source clip",
         extra_height=240,
     )
-    tsr = Node(
-        "tsr",
-        "VCTemporalInterpolate",
-        {"mode": "x4", "target_fps": 24.0, "method": "flow"},
-        {"images": "clip.images", "fps": "clip.fps"},
-        "Temporal interpolate x4 (flow)",
-    )
-    ssr = Node(
-        "ssr",
-        "VCSpatialUpscale",
-        {"scale": 2.0, "width": 0, "height": 0, "method": "lanczos", "sharpen": 1.0},
-        {"images": "tsr.images"},
-        "Spatial upscale x2",
-    )
+    tsr, ssr = weight_free_tsr_x4_and_ssr_x2("clip")
     save = save_node("interpolate_upscale", "ssr.images", "tsr.fps")
     note = (
         "Temporal interpolation (TSR) and spatial upscaling (SSR) of a clip, weight-free: nothing to download.\n\n"
@@ -251,20 +257,7 @@ def interpolate_upscale_from_file() -> Definition:
         title="Load your video",
         width=380,
     )
-    tsr = Node(
-        "tsr",
-        "VCTemporalInterpolate",
-        {"mode": "x4", "target_fps": 24.0, "method": "flow"},
-        {"images": "load.images", "fps": "load.fps"},
-        "Temporal interpolate x4 (flow)",
-    )
-    ssr = Node(
-        "ssr",
-        "VCSpatialUpscale",
-        {"scale": 2.0, "width": 0, "height": 0, "method": "lanczos", "sharpen": 1.0},
-        {"images": "tsr.images"},
-        "Spatial upscale x2",
-    )
+    tsr, ssr = weight_free_tsr_x4_and_ssr_x2("load")
     save = save_node("interpolate_upscale_from_file", "ssr.images", "tsr.fps")
     note = (
         "Raise the frame rate (x4) and the resolution (x2) of your own video, weight-free.\n\n"
