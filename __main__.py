@@ -1,7 +1,7 @@
 """``python -m videocascade <command>``: a thin argparse front; the work happens in ``runtime/commands.py``.
 
-run WORKFLOW.json [--set NODE.input=value ...] [--output-dir DIR] [--verbose]
-validate WORKFLOW.json [--set ...]
+run WORKFLOW.json [--set NODE.input=value ...] [--output-dir DIR] [--models-dir DIR] [--verbose]
+validate WORKFLOW.json [--set ...] [--models-dir DIR]
 api WORKFLOW.json [-o API.json] [--set ...]
 nodes [--json]
 """
@@ -9,9 +9,11 @@ nodes [--json]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .runtime import commands
+from .runtime.model_paths import MODELS_DIR_ENV
 
 
 def _add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +25,18 @@ def _add_set_option(parser: argparse.ArgumentParser) -> None:
         metavar="NODE.input=value",
         help="override a widget value; NODE is a node id, a node title or a class id when unique "
         "(e.g. --set 12.seed=7 --set VCDiTSampler.steps=20); repeatable",
+    )
+
+
+def _add_models_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models-dir",
+        dest="models_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a ComfyUI models folder (holding vae/, diffusion_models/, text_encoders/, videocascade_*/) "
+        "whose files the loaders list and find by name, as inside ComfyUI; repeatable",
     )
 
 
@@ -39,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_set_option(run)
     run.add_argument("--output-dir", default=None, help="where save nodes write (default: ./output)")
+    _add_models_dir_option(run)
     run.add_argument("--verbose", action="store_true", help="print the traceback when a node fails")
 
     validate = sub.add_parser("validate", help="check a workflow without running it")
     validate.add_argument("workflow")
     _add_set_option(validate)
+    _add_models_dir_option(validate)
 
     api = sub.add_parser("api", help="print (or write) the API-format twin of a workflow")
     api.add_argument("workflow")
@@ -62,6 +78,12 @@ def main(
 ) -> int:
     """Parse ``argv`` and run the command; ``node_classes`` defaults to the pack's own nodes."""
     args = build_parser().parse_args(argv)
+    missing = [d for d in getattr(args, "models_dirs", []) if not os.path.isdir(os.path.expanduser(d))]
+    if missing:
+        print(f"error: --models-dir {missing[0]!r} is not a folder", file=sys.stderr)
+        return commands.EXIT_INVALID
+    if getattr(args, "models_dirs", None):
+        os.environ[MODELS_DIR_ENV] = os.pathsep.join(args.models_dirs)
     nodes = {"node_classes": node_classes, "display_names": display_names}
     if args.command == "run":
         return commands.run_command(

@@ -569,9 +569,9 @@ def wan21_t2v() -> Definition:
         "and Wan's own or diffusers folders load too (folders: '(path below)' + path).\n\n"
         "Memory: the 1.3B model needs ~8 GB of GPU memory in bf16; a CPU takes hours. For a quick look use "
         "480x272 (or 416x240) and 33 frames.\n\n"
-        "Headless (no ComfyUI folders): python -m videocascade run example_workflows/wan21_t2v.json "
-        "--set '1.file=(path below)' --set 1.path=/models/umt5_xxl_fp8_e4m3fn_scaled.safetensors "
-        "(same for the DiT and VAE loaders: 4 and 5)"
+        "Headless: python -m videocascade run example_workflows/wan21_t2v.json --models-dir ~/ComfyUI/models "
+        "(or give each loader a path: --set 1.path=/models/umt5_xxl_fp8_e4m3fn_scaled.safetensors, "
+        "the same for the DiT and VAE loaders 4 and 5)"
     )
     return Definition(
         "wan21_t2v",

@@ -18,7 +18,26 @@ MODEL_FOLDERS: dict[str, tuple[str, ...]] = {
     "upscaler": ("videocascade_upscalers",),
 }
 
+# Headless runs: ComfyUI-style models folders to search (``--models-dir``), separated by os.pathsep.
+MODELS_DIR_ENV = "VIDEOCASCADE_MODELS_DIR"
+
 _registered = False
+
+
+def headless_models_dirs() -> list[str]:
+    """The ``models/`` folders a headless run searches (``--models-dir`` / ``VIDEOCASCADE_MODELS_DIR``)."""
+    value = os.environ.get(MODELS_DIR_ENV, "")
+    return [os.path.abspath(os.path.expanduser(d)) for d in value.split(os.pathsep) if d.strip()]
+
+
+def _safetensors_under(folder: str) -> list[str]:
+    """``*.safetensors`` below ``folder``, as ComfyUI names them: relative paths with forward slashes."""
+    names = []
+    for root, _dirs, files in os.walk(folder, followlinks=True):
+        for f in files:
+            if f.endswith(".safetensors"):
+                names.append(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/"))
+    return sorted(names)
 
 
 def register_comfy_folders() -> None:
@@ -58,6 +77,10 @@ def available_files(kind: str) -> list[str]:
                 names += [n for n in folder_paths.get_filename_list(folder) if n.endswith(".safetensors")]
             except Exception:  # a folder name unknown to this ComfyUI version
                 continue
+        return names
+    for models_dir in headless_models_dirs():
+        for folder in MODEL_FOLDERS[kind]:
+            names += [n for n in _safetensors_under(os.path.join(models_dir, folder)) if n not in names]
     return names
 
 
@@ -80,11 +103,19 @@ def resolve_file(kind: str, name: str) -> str:
             if path and os.path.exists(path):
                 return path
             searched.append(f"models/{folder}/")
+    else:
+        for models_dir in headless_models_dirs():
+            for folder in MODEL_FOLDERS[kind]:
+                path = os.path.join(models_dir, folder, name)
+                if os.path.exists(path):
+                    return path
+                searched.append(os.path.join(models_dir, folder) + os.sep)
     expanded = os.path.expanduser(name)
     if os.path.exists(expanded):
         return os.path.abspath(expanded)
     searched.append(os.path.abspath(expanded))
     raise FileNotFoundError(
         f"{kind} weights '{name}' not found; looked in: {', '.join(searched)}. "
-        f"Put the file there or give its full path."
+        f"Put the file there or give its full path"
+        + ("" if folder_paths is not None else " (headless: --models-dir points at a ComfyUI models folder)")
     )

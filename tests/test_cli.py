@@ -176,3 +176,42 @@ def test_module_entry_point_uses_the_pack_nodes(tmp_path, capsys):
     listing = json.loads(capsys.readouterr().out)
     assert [entry["id"] for entry in listing] == list(NODE_CLASS_MAPPINGS)
     assert STAGE_IMPORT_ERRORS == {}
+
+
+def test_models_dir_lists_and_finds_files_by_their_comfyui_names(tmp_path, monkeypatch, capsys):
+    # A ComfyUI-style models folder holding a real (embedded) interpolator under a subfolder.
+    import shutil
+
+    from videocascade.runtime.model_paths import EMBEDDED_DIR, MODELS_DIR_ENV, available_files, resolve_file
+
+    monkeypatch.delenv(MODELS_DIR_ENV, raising=False)
+    models = tmp_path / "models"
+    target = models / "videocascade_interpolators" / "mine" / "tsr.safetensors"
+    target.parent.mkdir(parents=True)
+    shutil.copy(f"{EMBEDDED_DIR}/interpolator-sprites-tsr.safetensors", target)
+    assert "mine/tsr.safetensors" not in available_files("interpolator")
+    with pytest.raises(FileNotFoundError, match="--models-dir"):
+        resolve_file("interpolator", "mine/tsr.safetensors")
+
+    # The weight-free interpolate-and-upscale example, its TSR switched to the learned interpolator.
+    with open(f"{EMBEDDED_DIR}/../example_workflows/api/interpolate_upscale_api.json") as f:
+        graph = json.load(f)
+    graph["1"]["inputs"].update(frames=5, width=32, height=32)
+    graph["9"] = {
+        "class_type": "VCInterpolatorLoader",
+        "inputs": {"file": "mine/tsr.safetensors", "dtype": "auto"},
+    }
+    graph["3"]["inputs"]["interpolator"] = ["9", 0]
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(graph))
+    assert main(["validate", str(path)]) == EXIT_INVALID
+    assert "mine/tsr.safetensors" in capsys.readouterr().err
+    monkeypatch.setenv(MODELS_DIR_ENV, "")  # main() sets it for the process; monkeypatch restores it
+    assert main(["validate", str(path), "--models-dir", str(models)]) == EXIT_OK
+    assert "mine/tsr.safetensors" in available_files("interpolator")
+    assert resolve_file("interpolator", "mine/tsr.safetensors") == str(target)
+    assert (
+        main(["run", str(path), "--models-dir", str(models), "--output-dir", str(tmp_path / "o")]) == EXIT_OK
+    )
+    assert main(["validate", str(path), "--models-dir", str(tmp_path / "nowhere")]) == EXIT_INVALID
+    assert "is not a folder" in capsys.readouterr().err
