@@ -31,9 +31,8 @@ from .train_common import (
     LoopConfig,
     StageArgs,
     Trainer,
-    code_revision,
-    machine_description,
     reproducibility_note,
+    run_facts,
     seed_everything,
     weights_paths,
     write_card,
@@ -278,23 +277,12 @@ def _loop(args: StageArgs, steps: int, lr: float) -> LoopConfig:
 
 
 def _card(args: StageArgs, loop: LoopConfig, result, config, stem: str, what: str) -> dict:
+    code = ("models", "sprites", "interpolation", "upscaling")
     return {
         "name": stem,
         "what": what,
         "family": config.family,
-        "seed": args.seed,
-        "steps": result.steps,
-        "loop": loop,
-        "config": config,
-        "command": args.command,
-        "wall_time_s": round(result.wall_time_s, 1),
-        "wall_time_min": round(result.wall_time_s / 60, 1),
-        "machine": machine_description(),
-        "code_revision": code_revision("models", "sprites", "interpolation", "upscaling"),
-        "final_losses": result.final_losses,
-        "phases": result.phases,
-        "parameters": sum(p.numel() for p in result.model.parameters()),
-        "storage": "fp32 safetensors",
+        **run_facts(args, loop, result, config, code, "fp32 safetensors"),
     }
 
 

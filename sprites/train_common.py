@@ -316,6 +316,33 @@ def code_revision(*paths: str) -> str:
     return f"{commit}{' +changes' if dirty else ''}"
 
 
+def run_facts(
+    args: StageArgs,
+    loop: LoopConfig,
+    result: TrainResult,
+    config: Any,
+    code_dirs: tuple[str, ...],
+    storage: str,
+) -> dict[str, Any]:
+    """What every stage's card records about its run: seed, steps, loop, config, command, time, machine,
+    code revision (of ``code_dirs``), final losses, phases, size and storage."""
+    return {
+        "seed": args.seed,
+        "steps": result.steps,
+        "loop": loop,
+        "config": config,
+        "command": args.command,
+        "wall_time_s": round(result.wall_time_s, 1),
+        "wall_time_min": round(result.wall_time_s / 60, 1),
+        "machine": machine_description(),
+        "code_revision": code_revision(*code_dirs),
+        "final_losses": result.final_losses,
+        "phases": result.phases,
+        "parameters": sum(p.numel() for p in result.model.parameters()),
+        "storage": storage,
+    }
+
+
 def command_line(argv: list[str] | None = None) -> str:
     """The command that reproduces this run, as typed into a shell."""
     args = sys.argv[1:] if argv is None else argv

@@ -32,10 +32,9 @@ from .train_common import (
     LoopConfig,
     StageArgs,
     Trainer,
-    code_revision,
-    machine_description,
     psnr,
     reproducibility_note,
+    run_facts,
     seed_everything,
     step_generator,
     weights_paths,
@@ -270,21 +269,7 @@ def _loop(args: StageArgs, steps: int, lr: float) -> LoopConfig:
 
 
 def _card_common(args: StageArgs, loop: LoopConfig, result, config: CausalVAEConfig) -> dict:
-    return {
-        "seed": args.seed,
-        "steps": result.steps,
-        "loop": loop,
-        "config": config,
-        "command": args.command,
-        "wall_time_s": round(result.wall_time_s, 1),
-        "wall_time_min": round(result.wall_time_s / 60, 1),
-        "machine": machine_description(),
-        "code_revision": code_revision("vae", "sprites"),
-        "final_losses": result.final_losses,
-        "phases": result.phases,
-        "parameters": sum(p.numel() for p in result.model.parameters()),
-        "storage": "fp16 safetensors",
-    }
+    return run_facts(args, loop, result, config, ("vae", "sprites"), "fp16 safetensors")
 
 
 # -- stages -------------------------------------------------------------------------------------------------
