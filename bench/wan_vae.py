@@ -96,7 +96,7 @@ def _cache_mb(vae: torch.nn.Module, z: torch.Tensor, chunk: int, tile: int) -> d
 
 def case(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    z = torch.load(args.latent)
+    z = torch.load(args.latent, weights_only=True)
     if args.impl == "timing":  # the decoders, interleaved, so background load hits them alike
         impls = ["ours-exact", "diffusers", *(["ours"] if args.untiled else [])]
         decoders = _decoders(impls, args.weights, args.chunk, args.tile)
@@ -182,10 +182,10 @@ def main() -> None:
             run("diffusers", 49),
         )
         untiled49 = run("ours", 49) if args.untiled else None
-        reference = torch.load(ref49["video"])
+        reference = torch.load(ref49["video"], weights_only=True)
         for r in (exact49, untiled49):
             if r is not None:
-                r["max_abs_diff"] = (torch.load(r["video"]) - reference).abs().max().item()
+                r["max_abs_diff"] = (torch.load(r["video"], weights_only=True) - reference).abs().max().item()
         inside = reference.abs().lt(1).float().mean().item()
         del reference
         timing = run_case(  # glibc defaults: the fixed mmap threshold would slow both down

@@ -217,7 +217,7 @@ class Trainer:
         os.replace(tmp, self.state_path)  # never leave a half-written state behind
 
     def _load_state(self) -> None:
-        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
         if state.get("name") != self.name:
             raise RuntimeError(
                 f"{self.state_path} belongs to run {state.get('name')!r}, not {self.name!r}; "

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -374,6 +375,17 @@ def latent_space(recipe: Recipe) -> PixelLatents | VAELatents:
     return PixelLatents() if recipe.latent == PIXEL_FORMAT else VAELatents(recipe.latent)
 
 
+def _read_latent_cache(path: str) -> dict | None:
+    """A saved latent cache (tensors, strings and plain dicts only), or None when there is none usable."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # written by an older version (pickled spec objects): encode again
+        print(f"[cache] {path} is in an older format; encoding again", flush=True)
+        return None
+
+
 class LatentCache:
     """The first ``size`` samples of a stream, encoded once by a frozen VAE and reused epoch after epoch.
 
@@ -385,11 +397,11 @@ class LatentCache:
 
     def __init__(self, data: CaptionedBatches, latents: VAELatents, size: int, path: str, chunk: int = 16):
         self.data, self.size = data, size
-        if os.path.isfile(path):
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            if saved["size"] == size and saved["format"] == latents.latent_format:
-                self.latents, self.captions, self.specs = saved["latents"], saved["captions"], saved["specs"]
-                return
+        saved = _read_latent_cache(path)
+        if saved is not None and saved["size"] == size and saved["format"] == latents.latent_format:
+            self.latents, self.captions = saved["latents"], saved["captions"]
+            self.specs = [ClipSpec.from_dict(d) for d in saved["specs"]]
+            return
         parts, self.captions, self.specs = [], [], []
         start = time.perf_counter()
         for first in range(0, size, chunk):
@@ -406,7 +418,7 @@ class LatentCache:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         torch.save(
             {"size": size, "format": latents.latent_format, "latents": self.latents, "captions": self.captions,
-             "specs": self.specs},
+             "specs": [spec.to_dict() for spec in self.specs]},
             path + ".tmp",
         )  # fmt: skip
         os.replace(path + ".tmp", path)
@@ -721,7 +733,7 @@ def save_state(trainer: Trainer, path: str) -> None:
 def load_state(trainer: Trainer, path: str) -> bool:
     if not os.path.isfile(path):
         return False
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     saved, current = dict(state["recipe"]), recipe_dict(trainer.recipe)
     # A longer last phase may continue a run (its learning rate schedule restarts its decay).
     extended = saved.pop("clip_steps") <= current.pop("clip_steps") and state["step"] > (

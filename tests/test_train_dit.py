@@ -206,7 +206,7 @@ def test_latent_stage_caches_encoded_clips_and_records_the_vae_family(tmp_path):
     state = tmp_path / "sora"
     written = td.train(recipe, out_dir=str(tmp_path), state_dir=str(state), final_eval=2)
     assert sorted(os.listdir(state)) == ["latents-clip-3.pt", "latents-image-4.pt", "state.pt"]
-    cached = torch.load(state / "latents-clip-3.pt", weights_only=False)
+    cached = torch.load(state / "latents-clip-3.pt", weights_only=True)
     assert cached["latents"].shape == (3, 4, 3, 8, 8)  # temporal factor 2: 5 frames -> 3; 16 px -> 8
     handle = load_dit_handle(written["dit"])
     assert handle.options["latent_format"] == "sprites-test-t4"
@@ -233,7 +233,7 @@ def test_a_finished_run_continues_with_a_longer_clip_phase(tmp_path):
     td.train(recipe, out_dir=str(tmp_path), state_dir=state, final_eval=0)
     longer = dataclasses.replace(recipe, clip_steps=4)
     written = td.train(longer, out_dir=str(tmp_path), state_dir=state, final_eval=0)
-    assert torch.load(os.path.join(state, "state.pt"), weights_only=False)["step"] == 6
+    assert torch.load(os.path.join(state, "state.pt"), weights_only=True)["step"] == 6
     card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
     assert card["continued_from_clip_steps"] == 2 and card["steps"] == 6
 
