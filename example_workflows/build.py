@@ -479,30 +479,30 @@ def videoldm() -> Definition:
 
 
 def makeavideo_cascade() -> Definition:
-    decode = _decode_node(chunk_frames=9, title="Latent -> frames (pixel space: identity)")
+    decode = _decode_node(chunk_frames=9, title="VAE decode (base clip frames)")
     preview = Node(
         "preview",
         "VCPreviewVideo",
         {"fps": 4.0, "format": "mp4", "crf": 19},
         {"images": "decode.images"},
-        "Preview: base clip (32x32, 4 fps)",
+        "Preview: base clip (64x64, 4 fps)",
         extra_height=240,
     )
     tsr_nodes = learned_tsr("x4", 4.0, "decode.images")
-    ssr_nodes = learned_ssr(4.0, "tsr.images")
+    ssr_nodes = learned_ssr(2.0, "tsr.images")
     save = save_node("makeavideo_cascade", "ssr.images", "tsr.fps")
     note = (
-        "Make-A-Video-style cascade: a small base model makes a short, low-resolution, low-frame-rate clip "
-        "directly in pixels, then learned super-resolution stages add frames (TSR) and pixels (SSR).\n\n"
+        "Make-A-Video-style cascade: a small base model makes a short, low-resolution, low-frame-rate clip, "
+        "then learned super-resolution stages add frames (TSR) and pixels (SSR).\n\n"
         "1. Text encoder + prompts.\n"
         "2. Base: a factorized-attention DiT (spatial layers trained on captioned frames first, temporal "
-        "layers on clips after) denoises 9 frames of 32x32 pixels at 4 fps. The 'builtin/pixel-space' VAE "
-        "is the identity: the latent is the video.\n"
-        "3. TSR x4 (learned interpolator): (9-1)*4+1 = 33 frames, 4 -> 16 fps.\n"
-        "4. SSR x4 (learned upscaler): 32x32 -> 128x128.\n"
-        "5. VC Save Video writes the 33-frame 128x128 mp4; the preview node shows the base clip.\n"
+        "layers on clips after) denoises 9 frames at 4 fps in the per-frame VAE's latent (64x64 -> 16x16).\n"
+        "3. VC VAE Decode: the base clip, 9 frames of 64x64.\n"
+        "4. TSR x4 (learned interpolator): (9-1)*4+1 = 33 frames, 4 -> 16 fps.\n"
+        "5. SSR x2 (learned upscaler): 64x64 -> 128x128.\n"
+        "6. VC Save Video writes the 33-frame 128x128 mp4; the preview node shows the base clip.\n"
         "Disconnect a learned loader to use the weight-free method of its stage instead.\n\n"
-        "Files (embedded, in weights/): text_encoder-sprites, dit-sprites-makeavideo, "
+        "Files (embedded, in weights/): text_encoder-sprites, vae-sprites-frame, dit-sprites-makeavideo, "
         "interpolator-sprites-tsr, upscaler-sprites-ssr.\n"
         "Prompts: one or two shapes (circle, square, triangle, diamond, star, cross) in a colour (red, "
         "orange, yellow, green, cyan, blue, purple, white) that move left/right/up/down/diagonally, grow, "
@@ -516,13 +516,13 @@ def makeavideo_cascade() -> Definition:
         [
             text_encoder_nodes(TEXT_ENCODER_SPRITES, MAKEAVIDEO_PROMPT),
             _latent_stage(
-                "2 · Base clip (pixel space, low res, low fps)",
+                "2 · Base clip (low res, low fps)",
                 DIT_SPRITES_MAKEAVIDEO,
-                VAE_PIXEL_SPACE,
-                (32, 32, 9),
+                VAE_SPRITES_FRAME,
+                (64, 64, 9),
                 SPRITES_SAMPLER,
-                "Base DiT (factorized, pixel space)",
-                "Pixel space (no VAE)",
+                "Base DiT (factorized attention)",
+                "Per-frame VAE",
                 "Base clip sampler",
             ),
             Stage("3 · Base clip frames", [[decode, preview]]),

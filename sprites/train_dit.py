@@ -2,9 +2,11 @@
 
 Stages (``python -m videocascade.sprites.train STAGE [--threads 1]``, listed in :data:`STAGES`):
 
-- ``text-and-makeavideo``: the text encoder and the Make-A-Video base, a factorized DiT in pixel space
-  (9 frames of 32x32). Schedule of the seed paper: spatial layers on captioned single frames first (T=1,
-  the temporal branch frozen and adding nothing), then every layer on clips, images mixed in (VDM).
+- ``text``: the shared text encoder, a caption probe first and then trained jointly with a pixel-space
+  DiT on captioned frames (that DiT is not shipped). Every other stage conditions on it, frozen.
+- ``makeavideo``: the Make-A-Video base, a factorized DiT over ``vae-sprites-frame`` latents (9 frames of
+  64x64 at 4 fps). Schedule of the seed paper: spatial layers on captioned single frames first (T=1, the
+  temporal branch frozen and adding nothing), then every layer on clips, images mixed in (VDM).
 - ``sora``: a full-attention DiT over ``vae-sprites-3d`` latents, the text encoder frozen.
 - ``videoldm``: a factorized DiT over ``vae-sprites-frame`` latents (no temporal compression), images
   first then clips, the text encoder frozen.
@@ -124,6 +126,7 @@ class Recipe:
     background_kinds: tuple[str, ...] | None = ("plain",)
     logit_normal_std: float = 1.0
     train_text_encoder: bool = False
+    ships_dit: bool = True  # False: the run exists for its text encoder; its DiT is not exported
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=2, num_heads=4))
     text_probe_steps: int = 0  # steps of the text probe alone before the DiT starts (joint stage only)
     text_probe_weight: float = 0.1
@@ -152,9 +155,12 @@ def _dit(in_channels: int, layout: str, patch: tuple[int, int, int], **sizes: An
     )
 
 
-def makeavideo_recipe() -> Recipe:
+def text_recipe() -> Recipe:
+    """The shared text encoder: a caption probe first, then trained jointly with a pixel-space DiT on
+    captioned frames (that DiT only teaches the encoder what the images need; it is not shipped). Every
+    shipped DiT conditions on this encoder, frozen."""
     return Recipe(
-        name="makeavideo",
+        name="text",
         dit=_dit(3, "factorized", (1, 4, 4)),
         latent=PIXEL_FORMAT,
         height=32,
@@ -164,13 +170,40 @@ def makeavideo_recipe() -> Recipe:
         text_probe_steps=300,
         text_phases=("text", "image"),
         image_steps=1800,
-        clip_steps=2500,
+        clip_steps=0,
         image_batch=32,
         clip_batch=8,
         mixed_images=8,
         lr=2e-3,
         clip_lr=1e-3,
         train_text_encoder=True,
+        ships_dit=False,
+        sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
+    )
+
+
+def makeavideo_recipe() -> Recipe:
+    """The Make-A-Video base model: 9 frames at 4 fps that the TSR and SSR stages turn into 33 frames of
+    128x128. It works on the per-frame VAE's latents (64x64 -> 16x16x4): the VAE decoder draws the shapes'
+    crisp edges, which a pixel-space model of this size never learned to (its shapes stayed blobs). Spatial
+    layers on captioned frames first, then every layer on clips with frames mixed in (Make-A-Video)."""
+    return Recipe(
+        name="makeavideo",
+        dit=_dit(4, "factorized", (1, 2, 2)),
+        latent="vae-sprites-frame.safetensors",
+        height=64,
+        width=64,
+        frames=9,
+        fps=4.0,
+        image_steps=4000,
+        clip_steps=6000,
+        image_batch=32,
+        clip_batch=8,
+        mixed_images=8,
+        lr=2e-3,
+        clip_lr=1e-3,
+        cached_images=6000,
+        cached_clips=3000,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
 
@@ -773,7 +806,7 @@ def dit_file(recipe: Recipe) -> str:
 
 def export_weights(trainer: Trainer, out_dir: str, dtype: torch.dtype = torch.float16) -> dict[str, str]:
     """Write the EMA weights (``dtype``) of the DiT, and of the text encoder when it trained here."""
-    written = {"dit": export_dit(trainer, out_dir, dtype)}
+    written = {"dit": export_dit(trainer, out_dir, dtype)} if trainer.recipe.ships_dit else {}
     if trainer.encoder_ema is not None:
         written["text_encoder"] = export_text_encoder(trainer, out_dir, dtype)
     return written
@@ -1013,7 +1046,8 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
 
 
 STAGE_RECIPES: dict[str, Callable[[], Recipe]] = {
-    "text-and-makeavideo": makeavideo_recipe,
+    "text": text_recipe,
+    "makeavideo": makeavideo_recipe,
     "sora": sora_recipe,
     "videoldm": videoldm_recipe,
 }

@@ -394,8 +394,8 @@ GENERATIVE = {
     "sora_style_t2v": ("vae_3d", "dit_full", 5, 32, (5, 32, 8.0)),  # 2 latent frames -> 5 frames
     # 3 frames, x2 in time and space by the learned TSR / SSR.
     "videoldm": ("vae_frame", "dit_factorized", 3, 32, (5, 64, 16.0)),
-    # builtin/pixel-space as in the workflow; 3 frames of 16x16, x4 in time (4 -> 16 fps) and space (learned).
-    "makeavideo_cascade": (None, "dit_pixels", 3, 16, (9, 64, 16.0)),
+    # 3 frames of 32x32, x4 in time (4 -> 16 fps) and x2 in space (learned).
+    "makeavideo_cascade": ("vae_frame", "dit_factorized", 3, 32, (9, 64, 16.0)),
 }
 
 
@@ -422,6 +422,26 @@ def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path
     assert (info["frames"], info["size"], info["fps"]) == (out_frames, (out_size, out_size), out_fps)
     _, _, metadata = read_video(saved)
     assert ("workflow" in metadata) == (form == "ui")  # a UI run embeds the graph for drag and drop
+
+
+def test_makeavideo_cascade_runs_a_pixel_space_base_too(tiny, tmp_path):
+    """The builtin pixel-space "VAE" in place of the per-frame one: the base DiT denoises RGB directly."""
+    api = read(api_file("makeavideo_cascade"))
+    overrides = loader_overrides(
+        api,
+        {
+            "VCTextEncoderLoader": tiny["text"],
+            "VCDiTLoader": tiny["dit_pixels"],
+            "VCInterpolatorLoader": tiny["tsr"],
+            "VCUpscalerLoader": tiny["ssr"],
+        },
+    )
+    (vae,) = ids_of(api, "VCVAELoader")
+    overrides += [f"{vae}.file={build.VAE_PIXEL_SPACE}", *shrunk(api, 3, 16)]
+    result = run_workflow(api_file("makeavideo_cascade"), overrides=overrides, output_dir=tmp_path)
+    (saved,) = result.files
+    info = probe(saved)
+    assert (info["frames"], info["size"], info["fps"]) == (9, (32, 32), 16.0)
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,10 @@ def _one_thread():
 
 
 def tiny_recipe(**changes) -> td.Recipe:
-    recipe = td.recipe_for(StageArgs(stage="text-and-makeavideo", quick=True))
-    recipe = dataclasses.replace(recipe, height=16, width=16, frames=3, **changes)
+    # The text stage's pixel-space recipe, with a clip phase and its DiT exported: every part runs.
+    recipe = td.recipe_for(StageArgs(stage="text", quick=True))
+    recipe = dataclasses.replace(recipe, height=16, width=16, frames=3, clip_steps=3, ships_dit=True)
+    recipe = dataclasses.replace(recipe, **changes)
     recipe.dit = dataclasses.replace(recipe.dit, patch_size=(1, 4, 4))
     return recipe
 
@@ -166,12 +168,12 @@ def test_resume_refuses_a_state_of_another_recipe(tmp_path):
 
 
 def test_recipe_options_from_the_command_line():
-    args = StageArgs(stage="text-and-makeavideo", steps=30, options={"lr": "0.002", "two_object_prob": "0"})
+    args = StageArgs(stage="makeavideo", steps=30, options={"lr": "0.002", "two_object_prob": "0"})
     recipe = td.recipe_for(args)
     assert recipe.lr == 0.002 and recipe.two_object_prob == 0.0
     assert abs(recipe.total_steps - 30) <= 2
     with pytest.raises(ValueError, match="not a recipe field"):
-        td.recipe_for(StageArgs(stage="text-and-makeavideo", options={"nonsense": "1"}))
+        td.recipe_for(StageArgs(stage="makeavideo", options={"nonsense": "1"}))
 
 
 def test_pixel_space_vae_round_trip_and_loader():
