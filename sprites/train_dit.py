@@ -1037,7 +1037,11 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         card = {"file": os.path.basename(path), "kind": kind, **common}
         if kind == "text_encoder":
             card["config"] = dataclasses.asdict(trainer.encoder.config)
-            card["trained_with"] = dit_file(recipe)
+            card["trained_with"] = (
+                dit_file(recipe)
+                if recipe.ships_dit
+                else "this stage's DiT (not shipped: it teaches the encoder)"
+            )
         else:
             card["config"] = dataclasses.asdict(recipe.dit)
             card["latent_format"] = latent_format_of(recipe)
