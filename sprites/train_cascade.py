@@ -52,7 +52,12 @@ SSR_DATA = {4: ((24, 32, 40), 16), 2: ((32, 48, 64), 24)}
 SSR_FPS = (8.0, 16.0, 32.0)
 
 # Held-out evaluation (fixed clips, independent of the training seed): name -> (size, fps, factor).
-TSR_EVAL = {"32px_4fps_x4": (32, 4.0, 4), "32px_8fps_x4": (32, 8.0, 4), "64px_4fps_x2": (64, 4.0, 2)}
+TSR_EVAL = {
+    "32px_4fps_x4": (32, 4.0, 4),
+    "32px_8fps_x4": (32, 8.0, 4),
+    "64px_4fps_x2": (64, 4.0, 2),
+    "64px_4fps_x4": (64, 4.0, 4),  # the Make-A-Video cascade's base clip
+}
 SSR_EVAL = {"x4_32_to_128": (32, 4), "x2_64_to_128": (64, 2)}
 EVAL_CLIPS = 12
 EVAL_FRAMES = 9
