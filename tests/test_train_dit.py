@@ -159,6 +159,23 @@ def test_quick_run_resumes_and_exports_weights_the_loaders_read(tmp_path, predic
     assert again.keys() == written.keys()
 
 
+def test_text_stage_ships_the_encoder_alone(tmp_path):
+    recipe = td.recipe_for(StageArgs(stage="text", quick=True))
+    recipe = dataclasses.replace(recipe, height=16, width=16, frames=3)
+    assert recipe.train_text_encoder and not recipe.ships_dit and recipe.clip_steps == 0
+    written = td.train(recipe, out_dir=str(tmp_path), state_dir=str(tmp_path / "state"), final_eval=0)
+    assert list(written) == ["text_encoder"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "state",
+        "text_encoder-sprites.card.json",
+        "text_encoder-sprites.safetensors",
+    ]
+    card = json.loads((tmp_path / "text_encoder-sprites.card.json").read_text())
+    assert "not shipped" in card["trained_with"]
+    # The DiT stages read this encoder, frozen: the makeavideo recipe does not train one.
+    assert not td.recipe_for(StageArgs(stage="makeavideo")).train_text_encoder
+
+
 def test_resume_refuses_a_state_of_another_recipe(tmp_path):
     recipe = tiny_recipe(clip_steps=1, image_steps=1, text_probe_steps=1)
     state = str(tmp_path / "state")
