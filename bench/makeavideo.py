@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
     path = workflow_file("makeavideo")
     with open(path, encoding="utf-8") as f:
-        inputs = find_prompt_inputs(json.load(f))
+        graph = json.load(f)
+    inputs = find_prompt_inputs(graph)
+    save_nodes = [node_id for node_id, node in graph.items() if node["class_type"] == "VCSaveVideo"]
     overrides = [f"{inputs.sampler_node}.seed={args.seed}"]
     if args.prompt:
         overrides.append(f"{inputs.text_node}.text={args.prompt}")
@@ -83,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             totals.append(since_start)
         else:
             totals.append(seconds)
-        videos = [f for f in result.files if f.endswith((".mp4", ".webm", ".gif"))]
-        # The saved video, not the preview node's temporary one of the base clip.
-        videos = [f for f in videos if "_preview_" not in os.path.basename(f)] or videos
+        # What the save node wrote (the preview node writes a temporary video of the base clip too).
+        entries = [e for node in save_nodes for e in result.ui_outputs.get(node, {}).get("images", [])]
+        videos = [os.path.join(result.output_dir, e.get("subfolder", ""), e["filename"]) for e in entries]
         if videos:
             from videocascade.video_io.reader import read_video
 
