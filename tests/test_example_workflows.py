@@ -399,12 +399,9 @@ GENERATIVE = {
 }
 
 
-@pytest.mark.parametrize("form", ["api", "ui"])
-@pytest.mark.parametrize("name", list(GENERATIVE))
-def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path):
-    vae, dit, frames, size, (out_frames, out_size, out_fps) = GENERATIVE[name]
-    api = read(api_file(name))
-    overrides = loader_overrides(
+def tiny_loader_overrides(api: dict, tiny: dict[str, str], vae: str | None, dit: str) -> list[str]:
+    """The tiny files in every loader of a generative workflow (``vae`` None: the workflow's own choice)."""
+    return loader_overrides(
         api,
         {
             "VCTextEncoderLoader": tiny["text"],
@@ -414,7 +411,14 @@ def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path
             "VCUpscalerLoader": tiny["ssr"],
         },
     )
-    overrides += shrunk(api, frames, size)
+
+
+@pytest.mark.parametrize("form", ["api", "ui"])
+@pytest.mark.parametrize("name", list(GENERATIVE))
+def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path):
+    vae, dit, frames, size, (out_frames, out_size, out_fps) = GENERATIVE[name]
+    api = read(api_file(name))
+    overrides = tiny_loader_overrides(api, tiny, vae, dit) + shrunk(api, frames, size)
     path = api_file(name) if form == "api" else ui_file(name)
     result = run_workflow(path, overrides=overrides, output_dir=tmp_path)
     (saved,) = result.files
@@ -427,15 +431,7 @@ def test_generative_workflow_runs_on_tiny_checkpoints(name, form, tiny, tmp_path
 def test_makeavideo_cascade_runs_a_pixel_space_base_too(tiny, tmp_path):
     """The builtin pixel-space "VAE" in place of the per-frame one: the base DiT denoises RGB directly."""
     api = read(api_file("makeavideo_cascade"))
-    overrides = loader_overrides(
-        api,
-        {
-            "VCTextEncoderLoader": tiny["text"],
-            "VCDiTLoader": tiny["dit_pixels"],
-            "VCInterpolatorLoader": tiny["tsr"],
-            "VCUpscalerLoader": tiny["ssr"],
-        },
-    )
+    overrides = tiny_loader_overrides(api, tiny, None, "dit_pixels")
     (vae,) = ids_of(api, "VCVAELoader")
     overrides += [f"{vae}.file={build.VAE_PIXEL_SPACE}", *shrunk(api, 3, 16)]
     result = run_workflow(api_file("makeavideo_cascade"), overrides=overrides, output_dir=tmp_path)
