@@ -991,7 +991,8 @@ def train(
             last_save = time.monotonic()
     save_state(trainer, state)
     written = export_weights(trainer, out_dir)
-    evaluation = quick_eval(trainer, latents, count=final_eval) if final_eval else {}
+    # Only a shipped DiT is worth sampling: the text stage's DiT exists to teach its encoder.
+    evaluation = quick_eval(trainer, latents, count=final_eval) if final_eval and recipe.ships_dit else {}
     print(json.dumps({"final_quick_eval": evaluation}), flush=True)
     write_cards(trainer, written, evaluation, command)
     return written
