@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..cuda_ext.dispatch import attention
-from .embeddings import PatchEmbed3D, TextProjection, TimestepEmbedder, unpatchify
+from .embeddings import AbsolutePositionEmbedding, PatchEmbed3D, TextProjection, TimestepEmbedder, unpatchify
 from .rope import RotaryEmbedding3D, apply_rotary
 
 LAYOUTS = ("full", "factorized")
@@ -56,6 +56,11 @@ class DiTConfig:
     # weights; the small embedded models use it because it makes global attributes (colour, shape,
     # motion of the one object) far quicker to learn than cross-attention alone.
     pooled_text: bool = False
+    # Also add an embedding of each token's absolute place (frame in the clip, row, column; see
+    # AbsolutePositionEmbedding). Off for Wan (rotary positions only); the embedded video models use it
+    # because without it they cannot tell "moving left" from "moving right" (measured: their loss did not
+    # depend on the motion word at all).
+    absolute_positions: bool = False
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -416,6 +421,7 @@ class VideoDiT(nn.Module):
         self.text_embed = TextProjection(config.text_dim, dim)
         self.pooled_text_embed = TextProjection(config.text_dim, dim) if config.pooled_text else None
         self.rope = RotaryEmbedding3D(config.head_dim, config.rope_theta)
+        self.position_embed = AbsolutePositionEmbedding(dim) if config.absolute_positions else None
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final_layer = FinalLayer(dim, config.out_channels * math.prod(config.patch_size), config.eps)
         self.initialize_weights()
@@ -432,6 +438,8 @@ class VideoDiT(nn.Module):
         nn.init.normal_(self.time_embed.fc1.weight, std=0.02)
         nn.init.normal_(self.time_embed.fc2.weight, std=0.02)
         nn.init.zeros_(self.time_modulation.weight)
+        if self.position_embed is not None:
+            nn.init.zeros_(self.position_embed.proj.weight)  # a model's outputs do not move when it is added
         if self.pooled_text_embed is not None:
             nn.init.zeros_(self.pooled_text_embed.fc2.weight)  # starts as the plain timestep embedding
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -465,6 +473,8 @@ class VideoDiT(nn.Module):
             grid.rope[axes] = self.rope(shape, axes, x.device)
 
         tokens = self.patch_embed(x.to(dtype))
+        if self.position_embed is not None:
+            tokens = tokens + self.position_embed(shape, x.device)
         time_emb = self.time_embed(timestep)
         if self.pooled_text_embed is not None:
             time_emb = time_emb + self.pooled_text_embed(masked_mean(context.to(dtype), context_mask))

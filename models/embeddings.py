@@ -49,6 +49,38 @@ class TextProjection(nn.Module):
         return self.fc2(F.gelu(self.fc1(context), approximate="tanh"))
 
 
+class AbsolutePositionEmbedding(nn.Module):
+    """Where each token sits in the clip, as a learned vector added to it: Fourier features of the frame's
+    place in the clip and of the row and column, each as a fraction of its axis (``(i + 0.5) / n``), then
+    one linear map, zero at initialisation so a trained model's outputs do not move when it is added.
+
+    Rotary positions are relative only, so without this no token knows whether it is in the first frame or
+    the last, or at the left edge or the right. A caption's motion is exactly such a fact ("moving right":
+    the object starts on the left, ends on the right), and it is what the early, noisiest sampling steps
+    have to lay out. Fractions rather than indices, so any clip length and size gets an embedding.
+    """
+
+    def __init__(self, hidden_size: int, frequencies: int = 4):
+        super().__init__()
+        self.frequencies = frequencies
+        self.proj = nn.Linear(3 * 2 * frequencies, hidden_size)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def features(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """``[T' * H' * W', 6 * frequencies]`` float32, tokens in (t, h, w) order."""
+        axes = [(torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n for n in grid]
+        t, h, w = torch.meshgrid(*axes, indexing="ij")
+        coords = torch.stack([t, h, w], dim=-1).reshape(-1, 3, 1)
+        k = torch.arange(1, self.frequencies + 1, dtype=torch.float32, device=device)
+        args = math.pi * coords * k  # [L, 3, F]
+        return torch.cat([torch.sin(args), torch.cos(args)], dim=-1).flatten(1)
+
+    def forward(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """``[1, T' * H' * W', hidden]`` in the projection's dtype."""
+        return self.proj(self.features(grid, device).to(self.proj.weight.dtype)).unsqueeze(0)
+
+
 def patchify(x: torch.Tensor, patch_size: tuple[int, int, int]) -> torch.Tensor:
     """``[B, C, T, H, W] -> [B, T'*H'*W', p_t*p_h*p_w*C]``: tokens in (t, h, w) order, channel fastest."""
     b, c, t, h, w = x.shape

@@ -12,7 +12,8 @@ Stages (``python -m videocascade.sprites.train STAGE [--threads 1]``, listed in 
   first then clips, the text encoder frozen.
 
 The objective is rectified flow: ``x_s = (1 - s) x0 + s noise``, the model predicts ``noise - x0`` from
-``timestep = 1000 s``, ``s`` drawn logit-normal. Captions are the world's varied wording of clips from
+``timestep = 1000 s``, ``s`` drawn logit-normal (for clips optionally around a higher noise level, and with
+a term on the error's frame-to-frame differences: ``Recipe.clip_logit_mean``, ``motion_loss_weight``). Captions are the world's varied wording of clips from
 ``split="train"``, so the held-out colour x shape x motion combinations are never seen; 10% of captions
 are dropped to the empty prompt for classifier-free guidance. While the text encoder trains, a small
 probe reads each object's colour, shape and motion back from its mean feature (an auxiliary loss that
@@ -125,6 +126,8 @@ class Recipe:
     cached_images: int = 0
     background_kinds: tuple[str, ...] | None = ("plain",)
     logit_normal_std: float = 1.0
+    motion_loss_weight: float = 0.0  # clips: weight of the frame-difference term of diffusion_loss
+    clip_logit_mean: float = 0.0  # clips: noise levels drawn around sigmoid(this), above 0.5 when > 0
     train_text_encoder: bool = False
     ships_dit: bool = True  # False: the run exists for its text encoder; its DiT is not exported
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=2, num_heads=4))
@@ -186,10 +189,15 @@ def makeavideo_recipe() -> Recipe:
     """The Make-A-Video base model: 9 frames at 4 fps that the TSR and SSR stages turn into 33 frames of
     128x128. It works on the per-frame VAE's latents (64x64 -> 16x16x4): the VAE decoder draws the shapes'
     crisp edges, which a pixel-space model of this size never learned to (its shapes stayed blobs). Spatial
-    layers on captioned frames first, then every layer on clips with frames mixed in (Make-A-Video)."""
+    layers on captioned frames first, then every layer on clips with frames mixed in (Make-A-Video).
+
+    Two additions aim at the caption's motion, which a model trained on the plain loss ignored (its loss
+    was the same with the opposite motion word): tokens carry their absolute place in the clip (rotary
+    positions alone cannot say "first frame" or "left edge"), and clips are trained at higher noise with
+    a frame-difference term, where the background cancels and the object's motion is what is left."""
     return Recipe(
         name="makeavideo",
-        dit=_dit(4, "factorized", (1, 2, 2)),
+        dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True),
         latent="vae-sprites-frame.safetensors",
         height=64,
         width=64,
@@ -204,6 +212,8 @@ def makeavideo_recipe() -> Recipe:
         clip_lr=1e-3,
         cached_images=6000,
         cached_clips=3000,
+        motion_loss_weight=3.0,
+        clip_logit_mean=1.0,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
 
@@ -608,7 +618,11 @@ def set_phase_learning_rates(trainer: Trainer, phase: str, factor: float) -> Non
 
 
 def noised_inputs(
-    sampler: SamplerSettings, x0: torch.Tensor, generator: torch.Generator, logit_std: float
+    sampler: SamplerSettings,
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    logit_std: float,
+    logit_mean: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x_t, timestep [B] in model units, target)`` at random noise levels of the model's parametrisation.
 
@@ -620,7 +634,7 @@ def noised_inputs(
     noise = torch.randn(x0.shape, generator=generator)
     shape = (b,) + (1,) * (x0.ndim - 1)
     if sampler.prediction == "flow":
-        s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std)
+        s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std + logit_mean)
         s_ = s.view(shape)
         return (1 - s_) * x0 + s_ * noise, s * 1000.0, noise - x0
     prediction = sampler.prediction_object()
@@ -638,10 +652,23 @@ def diffusion_loss(
     mask: torch.Tensor,
     generator: torch.Generator,
     logit_std: float = 1.0,
+    motion_weight: float = 0.0,
+    logit_mean: float = 0.0,
 ) -> torch.Tensor:
-    """MSE of the model's raw output against its parametrisation's target."""
-    x_t, timestep, target = noised_inputs(sampler, x0, generator, logit_std)
-    return F.mse_loss(dit(x_t, timestep, context, mask), target)
+    """MSE of the model's raw output against its parametrisation's target, plus ``motion_weight`` times the
+    MSE of their frame-to-frame differences (clips only).
+
+    The difference term is a fixed positive weighting of the error, so the best prediction is still the
+    posterior mean (unlike weights that depend on the clip, which bias it). What it changes is where the
+    gradient goes: the background, most of the plain loss, cancels in differences, and what is left is the
+    object's motion, the part of a caption the plain loss barely rewards.
+    """
+    x_t, timestep, target = noised_inputs(sampler, x0, generator, logit_std, logit_mean)
+    error = dit(x_t, timestep, context, mask) - target
+    loss = error.square().mean()
+    if motion_weight and error.shape[2] > 1:
+        loss = loss + motion_weight * error.diff(dim=2).square().mean()
+    return loss
 
 
 def drop_captions(captions: list[str], prob: float, generator: random.Random) -> tuple[list[str], list[bool]]:
@@ -709,7 +736,15 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
             total = total + recipe.text_probe_weight * probe_loss
             logs["probe_image"] = float(probe_loss.detach())
         loss = diffusion_loss(
-            trainer.dit, recipe.sampler, x0, context, mask, generator, recipe.logit_normal_std
+            trainer.dit,
+            recipe.sampler,
+            x0,
+            context,
+            mask,
+            generator,
+            recipe.logit_normal_std,
+            recipe.motion_loss_weight if kind == "clip" else 0.0,
+            recipe.clip_logit_mean if kind == "clip" else 0.0,
         )
         total = total + loss
         logs[f"loss_{kind}"] = float(loss.detach())

@@ -134,6 +134,37 @@ def test_pooled_text_conditions_every_token_and_ignores_padding():
     assert any(k.startswith("pooled_text_embed.") for k in model.state_dict())
 
 
+@pytest.mark.parametrize("layout", ["test-tiny", "test-tiny-factorized"])
+def test_absolute_positions_tell_frames_and_places_apart(layout):
+    """Rotary positions are relative: a clip of one flat colour comes out the same at every token. The
+    absolute embedding is what lets a model put "the first frame" and "the left edge" somewhere else."""
+    plain = _randomize(VideoDiT(dit_config(layout)))
+    for block in plain.blocks:
+        if block.factorized:
+            torch.nn.init.normal_(block.temporal_gate, std=0.5)
+    flat = torch.full((1, 4, 3, 8, 8), 0.7)
+    _, t, ctx = _inputs(b=1)
+    with torch.no_grad():
+        out = plain(flat, t, ctx)
+    tokens = patchify(out, plain.config.patch_size)  # pixels inside a patch may differ; patches may not
+    torch.testing.assert_close(tokens, tokens[:, :1].expand_as(tokens), atol=1e-5, rtol=1e-5)
+
+    placed = VideoDiT(dit_config(layout, absolute_positions=True)).eval()
+    missing = placed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["position_embed.proj.bias", "position_embed.proj.weight"]
+    with torch.no_grad():
+        # Zero at initialisation: adding it to a trained model changes nothing until it is trained.
+        torch.testing.assert_close(placed(flat, t, ctx), out, atol=1e-6, rtol=0)
+        placed.position_embed.proj.weight.normal_(0, 0.5)
+        moved = placed(flat, t, ctx)
+    assert (moved[:, :, 0] - moved[:, :, -1]).abs().amax() > 1e-2  # first frame != last frame
+    assert (moved[..., :2] - moved[..., -2:]).abs().amax() > 1e-2  # left patch column != right one
+    # Fractions of the axes: a single image and another size get embeddings too.
+    with torch.no_grad():
+        assert placed(torch.randn(1, 4, 1, 6, 10), t, ctx).shape == (1, 4, 1, 6, 10)
+    assert "position_embed.proj.weight" not in VideoDiT(dit_config("test-tiny")).state_dict()
+
+
 def test_batch_items_are_independent():
     model = _randomize(VideoDiT(dit_config("test-tiny-factorized")))
     for block in model.blocks:

@@ -54,6 +54,34 @@ def test_diffusion_loss_decreases_on_a_fixed_batch(prediction):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+def test_motion_loss_adds_the_frame_difference_error_of_clips_only():
+    recipe = tiny_recipe()
+    sampler = td.SamplerSettings()
+    dit = VideoDiT(dataclasses.replace(recipe.dit, text_dim=recipe.text.dim))
+    with torch.no_grad():
+        dit.final_layer.linear.weight.normal_(0, 0.1)  # a non-trivial prediction
+    encoder = TextEncoder(recipe.text)
+    video, captions, _ = td.CaptionedBatches(recipe, "clip").batch(0, 2)
+    context, mask = td.encode_captions(encoder, captions)
+
+    def loss(x0, weight):
+        return td.diffusion_loss(
+            dit, sampler, x0, context, mask, torch.Generator().manual_seed(3), 1.0, weight
+        )
+
+    with torch.no_grad():
+        x_t, timestep, target = td.noised_inputs(sampler, video, torch.Generator().manual_seed(3), 1.0)
+        error = dit(x_t, timestep, context, mask) - target
+        plain, with_motion = loss(video, 0.0), loss(video, 2.0)
+        torch.testing.assert_close(plain, error.square().mean())
+        # The extra term is the error's frame-to-frame change: a static error (background) costs nothing more.
+        torch.testing.assert_close(
+            with_motion - plain, 2.0 * (error[:, :, 1:] - error[:, :, :-1]).square().mean()
+        )
+        frame = video[:, :, :1]
+        torch.testing.assert_close(loss(frame, 2.0), loss(frame, 0.0))  # single images: no such term
+
+
 def test_caption_probe_learns_attributes_from_captions():
     recipe = tiny_recipe()
     encoder = TextEncoder(TextEncoderConfig(dim=32, depth=1, num_heads=2))
