@@ -13,12 +13,12 @@ Stages (``python -m videocascade.sprites.train STAGE [--threads 1]``, listed in 
 
 The objective is rectified flow: ``x_s = (1 - s) x0 + s noise``, the model predicts ``noise - x0`` from
 ``timestep = 1000 s``, ``s`` drawn logit-normal (for clips optionally around a higher noise level, and with
-a term on the error's frame-to-frame differences: ``Recipe.clip_logit_mean``, ``motion_loss_weight``). Captions are the world's varied wording of clips from
-``split="train"``, so the held-out colour x shape x motion combinations are never seen; 10% of captions
-are dropped to the empty prompt for classifier-free guidance. While the text encoder trains, a small
-probe reads each object's colour, shape and motion back from its mean feature (an auxiliary loss that
-is not shipped): it makes the features carry the caption's attributes long before the denoiser alone
-would teach that, which is what this CPU budget needs.
+a term on the error's frame-to-frame differences: ``Recipe.clip_logit_mean``, ``motion_loss_weight``).
+Captions are the world's varied wording of clips from ``split="train"``, so the held-out colour x shape x
+motion combinations are never seen; 10% of captions are dropped to the empty prompt for classifier-free
+guidance. While the text encoder trains, a small probe reads each object's colour, shape and motion back
+from its mean feature (an auxiliary loss that is not shipped): it makes the features carry the caption's
+attributes long before the denoiser alone would teach that, which is what this CPU budget needs.
 
 Runs are resumable: the state is saved under ``.train/<stage>/`` every few minutes and a rerun of the
 same command continues from it. The EMA weights are written to ``weights/`` with a card.
@@ -742,9 +742,9 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
             context,
             mask,
             generator,
-            recipe.logit_normal_std,
-            recipe.motion_loss_weight if kind == "clip" else 0.0,
-            recipe.clip_logit_mean if kind == "clip" else 0.0,
+            logit_std=recipe.logit_normal_std,
+            motion_weight=recipe.motion_loss_weight if kind == "clip" else 0.0,
+            logit_mean=recipe.clip_logit_mean if kind == "clip" else 0.0,
         )
         total = total + loss
         logs[f"loss_{kind}"] = float(loss.detach())
