@@ -33,6 +33,7 @@ class SpritesDataConfig:
     caption_style: str = "varied"  # "varied" or "canonical"
     background_kinds: tuple[str, ...] | None = None
     duration: float | None = None
+    path_spread: float = 0.5  # path midpoints within this of the frame centre (0.5: anywhere)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -41,6 +42,10 @@ class SpritesDataConfig:
             raise ValueError(f"caption_style must be 'varied' or 'canonical', got {self.caption_style!r}")
         if self.height < 1 or self.width < 1 or self.num_frames < 1 or not self.fps > 0:
             raise ValueError("height, width, num_frames and fps must be positive")
+        if not 0.0 <= self.path_spread <= 0.5:
+            raise ValueError(
+                f"path_spread must be between 0 and 0.5 (frame fractions), got {self.path_spread}"
+            )
 
     @property
     def clip_duration(self) -> float:
@@ -76,6 +81,7 @@ class SpritesDataset(Dataset):
             num_objects=cfg.num_objects,
             duration=cfg.clip_duration,
             background_kinds=cfg.background_kinds,
+            path_spread=cfg.path_spread,
         )
         return spec, rng
 

@@ -122,6 +122,9 @@ class Recipe:
     grad_clip: float = 1.0
     uncond_prob: float = 0.1
     two_object_prob: float = 0.15
+    # One-object clips: path midpoints within this of the frame centre (0.5: anywhere). Two-object clips
+    # and images always use the whole frame (two objects near the centre would overlap).
+    clip_path_spread: float = 0.5
     cached_clips: int = 0  # latent models: encode this many clips once and reuse them (0: encode each batch)
     cached_images: int = 0
     background_kinds: tuple[str, ...] | None = ("plain",)
@@ -275,6 +278,8 @@ class CaptionedBatches:
     """
 
     def __init__(self, recipe: Recipe, kind: str):
+        spread = recipe.clip_path_spread if kind == "clip" else 0.5
+
         def data(objects: int) -> SpritesDataset:
             config = SpritesDataConfig(
                 height=recipe.height,
@@ -285,11 +290,13 @@ class CaptionedBatches:
                 num_objects=objects,
                 image_mode=kind == "image",
                 background_kinds=recipe.background_kinds,
+                path_spread=spread if objects == 1 else 0.5,
             )
             return SpritesDataset(2**40, config, seed=hash_seed(recipe.seed, kind, objects))
 
         self.sources = (data(1), data(2))
         self.two_object_prob = recipe.two_object_prob
+        self.path_spread = spread
         self.seed = recipe.seed
         self.kind = kind
 
@@ -441,7 +448,13 @@ class LatentCache:
     def __init__(self, data: CaptionedBatches, latents: VAELatents, size: int, path: str, chunk: int = 16):
         self.data, self.size = data, size
         saved = _read_latent_cache(path)
-        if saved is not None and saved["size"] == size and saved["format"] == latents.latent_format:
+        # Caches from before the path setting existed were drawn from the whole frame (spread 0.5).
+        if (
+            saved is not None
+            and saved["size"] == size
+            and saved["format"] == latents.latent_format
+            and saved.get("path_spread", 0.5) == data.path_spread
+        ):
             self.latents, self.captions = saved["latents"], saved["captions"]
             self.specs = [ClipSpec.from_dict(d) for d in saved["specs"]]
             return
@@ -460,8 +473,8 @@ class LatentCache:
         self.latents = torch.cat(parts)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         torch.save(
-            {"size": size, "format": latents.latent_format, "latents": self.latents, "captions": self.captions,
-             "specs": [spec.to_dict() for spec in self.specs]},
+            {"size": size, "format": latents.latent_format, "path_spread": data.path_spread,
+             "latents": self.latents, "captions": self.captions, "specs": [spec.to_dict() for spec in self.specs]},
             path + ".tmp",
         )  # fmt: skip
         os.replace(path + ".tmp", path)
@@ -1060,6 +1073,7 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
             "clips": f"{recipe.frames} frames of {recipe.height}x{recipe.width} at {recipe.fps} fps",
             "captions": "sprites.captions.caption (varied wording); images: image_caption",
             "two_object_prob": recipe.two_object_prob,
+            "clip_path_spread": recipe.clip_path_spread,
             "background_kinds": recipe.background_kinds,
             "uncond_prob": recipe.uncond_prob,
         },

@@ -502,8 +502,11 @@ def _sample_triple(rng: random.Random, split: str, exclude_colors: set[str]) -> 
             return triple
 
 
-def _sample_sprite(rng: random.Random, color: str, shape: str, motion: str, duration: float) -> SpriteSpec:
-    """Start position, size and speed such that the sprite stays inside the frame for ``duration``."""
+def _sample_sprite(
+    rng: random.Random, color: str, shape: str, motion: str, duration: float, path_spread: float = 0.5
+) -> SpriteSpec:
+    """Start position, size and speed such that the sprite stays inside the frame for ``duration``, with the
+    middle of its path within ``path_spread`` of the frame centre along each axis (0.5: anywhere)."""
     if motion == "grow":
         start, end = rng.uniform(*SMALL_SIZE_RANGE), rng.uniform(*LARGE_SIZE_RANGE)
         size, speed, max_size = start, (end - start) / duration, end
@@ -522,9 +525,18 @@ def _sample_sprite(rng: random.Random, color: str, shape: str, motion: str, dura
         longest_axis = max(abs(dx), abs(dy))
         speed = min(speed, room / (longest_axis * duration))
     travel_x, travel_y = dx * speed * duration, dy * speed * duration
-    x = rng.uniform(margin + max(0.0, -travel_x), 1.0 - margin - max(0.0, travel_x))
-    y = rng.uniform(margin + max(0.0, -travel_y), 1.0 - margin - max(0.0, travel_y))
+    x = rng.uniform(*_start_range(margin, travel_x, path_spread))
+    y = rng.uniform(*_start_range(margin, travel_y, path_spread))
     return SpriteSpec(color=color, shape=shape, motion=motion, x=x, y=y, size=size, speed=speed)
+
+
+def _start_range(margin: float, travel: float, path_spread: float) -> tuple[float, float]:
+    """Where a path of ``travel`` (signed, frame fractions) can start along one axis: inside the frame
+    throughout, its midpoint within ``path_spread`` of the centre. With the default 0.5 the second condition
+    never binds, so the range (and the random stream) is that of the whole frame."""
+    low, high = margin + max(0.0, -travel), 1.0 - margin - max(0.0, travel)
+    centred_start = 0.5 - travel / 2.0  # the start whose path is centred on the frame
+    return max(low, centred_start - path_spread), min(high, centred_start + path_spread)
 
 
 def _min_gap(a: SpriteSpec, b: SpriteSpec, duration: float) -> float:
@@ -567,14 +579,19 @@ def random_clip_spec(
     num_objects: int | None = None,
     duration: float = 2.0,
     background_kinds: Sequence[str] | None = None,
+    path_spread: float = 0.5,
 ) -> ClipSpec:
     """A random clip, deterministic per seed.
 
     ``split``: ``"train"`` never uses a held-out combination, ``"heldout"`` makes the first object a
     held-out combination (others from training), ``"all"`` draws from everything. ``num_objects`` defaults
     to 1 (70%) or 2 (30%). Objects in one clip have different colours and start apart; each stays inside the
-    frame for ``duration`` seconds.
+    frame for ``duration`` seconds. ``path_spread`` (frame fractions, 0 to 0.5) keeps the middle of each
+    object's path that close to the frame centre along each axis; the default 0.5 lets it lie anywhere, and
+    small values suit one-object clips (two objects kept near the centre would overlap).
     """
+    if not 0.0 <= path_spread <= 0.5:
+        raise ValueError(f"path_spread must be between 0 and 0.5 (frame fractions), got {path_spread}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if not duration > 0:
@@ -592,7 +609,7 @@ def random_clip_spec(
         # Keep objects apart when possible: redraw the placement a few times, keep the best one.
         best, best_gap = None, -math.inf
         for _ in range(20):
-            candidate = _sample_sprite(rng, *triple, duration)
+            candidate = _sample_sprite(rng, *triple, duration, path_spread)
             gap = min((_min_gap(candidate, o, duration) for o in objects), default=math.inf)
             if gap > best_gap:
                 best, best_gap = candidate, gap

@@ -194,6 +194,36 @@ def test_train_split_never_produces_held_out_and_heldout_split_always_does():
         assert {t[index] for t in seen} == set(names)
 
 
+def _path_middle(obj, duration):
+    x, y = obj.center_at([duration / 2])
+    return float(x[0]), float(y[0])
+
+
+def test_path_spread_keeps_path_middles_near_the_centre_and_objects_inside():
+    duration = 2.25
+    middles = []
+    for seed in range(400):
+        spec = random_clip_spec(seed, num_objects=1, duration=duration, path_spread=0.1)
+        obj = spec.objects[0]
+        middles.append(_path_middle(obj, duration))
+        t = torch.linspace(0.0, duration, 9, dtype=torch.float64)
+        x, y = obj.center_at(t)
+        reach = SHAPE_EXTENT * obj.size_at(t)
+        assert (x - reach).min() >= 0 and (x + reach).max() <= 1, (seed, obj)
+        assert (y - reach).min() >= 0 and (y + reach).max() <= 1, (seed, obj)
+    middles = torch.tensor(middles)
+    assert (middles - 0.5).abs().max() <= 0.1 + 1e-9
+    assert (middles - 0.5).abs().max() > 0.08  # a spread, not a fixed point
+    # The default lets paths lie anywhere: many middles are farther out than any spread of 0.1 allows.
+    anywhere = torch.tensor(
+        [_path_middle(random_clip_spec(s, num_objects=1).objects[0], 2.0) for s in range(400)]
+    )
+    assert ((anywhere - 0.5).abs().amax(1) > 0.2).float().mean() > 0.2
+    # 0.5 is the whole frame: the same specs, draw for draw, as leaving the argument out.
+    for seed in range(50):
+        assert random_clip_spec(seed, path_spread=0.5) == random_clip_spec(seed)
+
+
 def test_two_objects_have_different_colours():
     for seed in range(200):
         spec = random_clip_spec(seed, num_objects=2, split="all")
@@ -211,6 +241,8 @@ def test_clear_errors():
         render_clip(random_clip_spec(0), 4, 16, 16, 0)
     with pytest.raises(ValueError, match="frame size"):
         render_clip(random_clip_spec(0), 4, 0, 16, 8)
+    with pytest.raises(ValueError, match="path_spread must be between 0 and 0.5"):
+        random_clip_spec(0, path_spread=0.7)
 
 
 def test_spec_dict_round_trip_and_validation():

@@ -109,6 +109,22 @@ def test_probe_targets_mark_missing_objects_and_dropped_captions():
     assert (targets[1] == -1).all()
 
 
+def test_clip_path_spread_centres_one_object_clips_only():
+    recipe = tiny_recipe(two_object_prob=0.5, clip_path_spread=0.1)
+    duration = recipe.frames / recipe.fps
+    clips = td.CaptionedBatches(recipe, "clip").batch(0, 40)[2]
+    images = td.CaptionedBatches(recipe, "image").batch(0, 40)[2]
+
+    def farthest_middle(spec):
+        x, y = spec.objects[0].center_at([duration / 2])
+        return max(abs(x[0] - 0.5), abs(y[0] - 0.5))
+
+    one = [farthest_middle(s) for s in clips if len(s.objects) == 1]
+    two = [farthest_middle(s) for s in clips if len(s.objects) == 2]
+    assert one and two and max(one) <= 0.1 + 1e-9
+    assert max(two) > 0.1 and max(farthest_middle(s) for s in images) > 0.1
+
+
 def test_training_batches_are_deterministic_and_never_held_out():
     recipe = tiny_recipe(two_object_prob=0.5)
     a = td.CaptionedBatches(recipe, "clip").batch(10, 6)
