@@ -131,6 +131,7 @@ class Recipe:
     logit_normal_std: float = 1.0
     motion_loss_weight: float = 0.0  # clips: weight of the frame-difference term of diffusion_loss
     clip_logit_mean: float = 0.0  # clips: noise levels drawn around sigmoid(this), above 0.5 when > 0
+    clip_high_noise_fraction: float = 0.0  # clips: this fraction at noise levels in [HIGH_NOISE_START, 1]
     train_text_encoder: bool = False
     ships_dit: bool = True  # False: the run exists for its text encoder; its DiT is not exported
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=2, num_heads=4))
@@ -630,16 +631,23 @@ def set_phase_learning_rates(trainer: Trainer, phase: str, factor: float) -> Non
         group["lr"] = group["base_lr"] * factor * scale if active else 0.0
 
 
+# Sampling starts at pure noise (s = 1), and its first steps, where a clip's layout and motion are decided,
+# lie above 0.9; a logit-normal draw almost never reaches there (P(s > 0.97) < 1% around sigmoid(1)).
+HIGH_NOISE_START = 0.9
+
+
 def noised_inputs(
     sampler: SamplerSettings,
     x0: torch.Tensor,
     generator: torch.Generator,
     logit_std: float,
     logit_mean: float = 0.0,
+    high_noise_fraction: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x_t, timestep [B] in model units, target)`` at random noise levels of the model's parametrisation.
 
-    flow: ``s`` logit-normal, ``x_s = (1 - s) x0 + s noise``, target ``noise - x0``, timestep ``1000 s``.
+    flow: ``s`` logit-normal, ``x_s = (1 - s) x0 + s noise``, target ``noise - x0``, timestep ``1000 s``;
+    a ``high_noise_fraction`` of the samples instead draws ``s`` uniformly from ``[HIGH_NOISE_START, 1]``.
     vp-v: ``t`` uniform over the training steps, ``x_t = alpha x0 + sigma noise``, target
     ``alpha noise - sigma x0``, timestep ``t``.
     """
@@ -648,6 +656,10 @@ def noised_inputs(
     shape = (b,) + (1,) * (x0.ndim - 1)
     if sampler.prediction == "flow":
         s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std + logit_mean)
+        if high_noise_fraction > 0:  # only then: other recipes keep their random stream
+            high = torch.rand(b, generator=generator) < high_noise_fraction
+            top = HIGH_NOISE_START + (1.0 - HIGH_NOISE_START) * torch.rand(b, generator=generator)
+            s = torch.where(high, top, s)
         s_ = s.view(shape)
         return (1 - s_) * x0 + s_ * noise, s * 1000.0, noise - x0
     prediction = sampler.prediction_object()
@@ -667,6 +679,7 @@ def diffusion_loss(
     logit_std: float = 1.0,
     motion_weight: float = 0.0,
     logit_mean: float = 0.0,
+    high_noise_fraction: float = 0.0,
 ) -> torch.Tensor:
     """MSE of the model's raw output against its parametrisation's target, plus ``motion_weight`` times the
     MSE of their frame-to-frame differences (clips only).
@@ -676,7 +689,7 @@ def diffusion_loss(
     gradient goes: the background, most of the plain loss, cancels in differences, and what is left is the
     object's motion, the part of a caption the plain loss barely rewards.
     """
-    x_t, timestep, target = noised_inputs(sampler, x0, generator, logit_std, logit_mean)
+    x_t, timestep, target = noised_inputs(sampler, x0, generator, logit_std, logit_mean, high_noise_fraction)
     error = dit(x_t, timestep, context, mask) - target
     loss = error.square().mean()
     if motion_weight and error.shape[2] > 1:
@@ -758,6 +771,7 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
             logit_std=recipe.logit_normal_std,
             motion_weight=recipe.motion_loss_weight if kind == "clip" else 0.0,
             logit_mean=recipe.clip_logit_mean if kind == "clip" else 0.0,
+            high_noise_fraction=recipe.clip_high_noise_fraction if kind == "clip" else 0.0,
         )
         total = total + loss
         logs[f"loss_{kind}"] = float(loss.detach())

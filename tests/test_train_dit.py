@@ -82,6 +82,27 @@ def test_motion_loss_adds_the_frame_difference_error_of_clips_only():
         torch.testing.assert_close(loss(frame, 2.0), loss(frame, 0.0))  # single images: no such term
 
 
+def test_high_noise_fraction_moves_that_share_of_clips_to_the_top_noise_levels():
+    sampler = td.SamplerSettings()
+    x0 = torch.zeros(4000, 1, 1, 1, 1)
+
+    def timesteps(fraction, seed=5):
+        return (
+            td.noised_inputs(sampler, x0, torch.Generator().manual_seed(seed), 1.0, 1.0, fraction)[1] / 1000
+        )
+
+    top = td.HIGH_NOISE_START
+    plain, mixed, only = timesteps(0.0), timesteps(0.25), timesteps(1.0)
+    assert (plain > 0.97).float().mean() < 0.01  # the logit-normal alone barely reaches the first steps
+    assert only.min() >= top and only.max() <= 1.0 and (only > 0.97).float().mean() > 0.25
+    share = (mixed >= top).float().mean() - (plain >= top).float().mean() * 0.75
+    assert abs(share - 0.25) < 0.03, share
+    # Off, the random stream is the one recipes without the setting always drew.
+    torch.testing.assert_close(
+        plain, td.noised_inputs(sampler, x0, torch.Generator().manual_seed(5), 1.0, 1.0)[1] / 1000
+    )
+
+
 def test_caption_probe_learns_attributes_from_captions():
     recipe = tiny_recipe()
     encoder = TextEncoder(TextEncoderConfig(dim=32, depth=1, num_heads=2))
