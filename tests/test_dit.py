@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from videocascade.models.dit import DiTConfig, VideoDiT, dit_config
+from videocascade.models.dit import DiTConfig, VideoDiT, dit_config, flow_skip_scale
 from videocascade.models.embeddings import PatchEmbed3D, patchify, unpatchify
 from videocascade.models.rope import RotaryEmbedding3D, apply_rotary, rope_split
 
@@ -163,6 +163,34 @@ def test_absolute_positions_tell_frames_and_places_apart(layout):
     with torch.no_grad():
         assert placed(torch.randn(1, 4, 1, 6, 10), t, ctx).shape == (1, 4, 1, 6, 10)
     assert "position_embed.proj.weight" not in VideoDiT(dit_config("test-tiny")).state_dict()
+
+
+def test_flow_skip_scale_is_the_least_squares_velocity_from_the_input():
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(200_000, generator=g), torch.randn(200_000, generator=g)
+    for s in (0.0, 0.1, 0.5, 0.8, 0.97, 1.0):
+        x_s, velocity = (1 - s) * x0 + s * noise, noise - x0
+        fitted = (x_s * velocity).mean() / x_s.square().mean()
+        assert abs(fitted - flow_skip_scale(torch.tensor(s))) < 0.01, s
+    torch.testing.assert_close(flow_skip_scale(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("layout", ["test-tiny", "test-tiny-factorized"])
+def test_flow_skip_adds_the_linear_prediction_to_what_the_blocks_say(layout):
+    x, _, ctx = _inputs()
+    timestep = torch.tensor([1000.0, 250.0])
+    plain = _randomize(VideoDiT(dit_config(layout)))
+    skip = VideoDiT(dit_config(layout, flow_skip=True))
+    skip.load_state_dict(plain.state_dict())  # no weights of its own
+    with torch.no_grad():
+        added = skip(x, timestep, ctx) - plain(x, timestep, ctx)
+        torch.testing.assert_close(added[0], x[0], atol=1e-5, rtol=1e-5)  # pure noise: the input itself
+        torch.testing.assert_close(added[1], flow_skip_scale(torch.tensor(0.25)) * x[1], atol=1e-5, rtol=1e-5)
+        # At initialisation the blocks add nothing: the model starts as the best linear predictor.
+        fresh = VideoDiT(dit_config(layout, flow_skip=True))
+        torch.testing.assert_close(fresh(x, timestep, ctx), added, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="flow_skip adds the input to the output"):
+        dit_config(layout, flow_skip=True, out_channels=8)
 
 
 def test_batch_items_are_independent():
