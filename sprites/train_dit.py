@@ -48,7 +48,14 @@ from ..runtime.model_paths import EMBEDDED_DIR
 from ..samplers import FlowPrediction, VPPrediction
 from .captions import caption, image_caption
 from .dataset import SpritesDataConfig, SpritesDataset, frames_to_video
-from .train_common import RUNS_DIR, StageArgs, machine_description, reproducibility_note, write_card
+from .train_common import (
+    RUNS_DIR,
+    StageArgs,
+    code_revision,
+    machine_description,
+    reproducibility_note,
+    write_card,
+)
 from .world import COLORS, MOTIONS, SHAPES, ClipSpec
 
 TEXT_ENCODER_FILE = "text_encoder-sprites.safetensors"
@@ -201,7 +208,7 @@ def makeavideo_recipe() -> Recipe:
     a frame-difference term, where the background cancels and the object's motion is what is left."""
     return Recipe(
         name="makeavideo",
-        dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True),
+        dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True, flow_skip=True),
         latent="vae-sprites-frame.safetensors",
         height=64,
         width=64,
@@ -218,6 +225,8 @@ def makeavideo_recipe() -> Recipe:
         cached_clips=3000,
         motion_loss_weight=3.0,
         clip_logit_mean=1.0,
+        clip_high_noise_fraction=0.25,
+        clip_path_spread=0.1,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
 
@@ -1081,6 +1090,7 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         "wall_minutes": round(trainer.wall_seconds / 60, 1),
         "cpu_minutes": round(trainer.cpu_seconds / 60, 1),
         "machine": machine_description(),
+        "code_revision": code_revision("sprites", "models", "samplers"),
         "final_losses": trainer.history[-1] if trainer.history else {},
         "data": {
             "world": "sprites, split='train' (held-out colour x shape x motion combinations never seen)",

@@ -219,6 +219,7 @@ def test_quick_run_resumes_and_exports_weights_the_loaders_read(tmp_path, predic
     assert encoder.options["text_dim"] == dit.options["text_dim"]
     card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
     assert card["steps"] == recipe.total_steps and card["latent_format"] == "pixels"
+    assert len(card["code_revision"].split()[0]) == 40  # the commit of the training code
     # A second run of the same command finds the finished state and only exports again.
     again = td.train(recipe, out_dir=out, state_dir=state, final_eval=0, log_every=100)
     assert again.keys() == written.keys()
