@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .captions import canonical_caption, canonical_phrase, caption, image_caption
-from .world import SPLITS, ClipSpec, random_clip_spec, render_clip, render_frames_at
+from .world import SPLITS, ClipSpec, check_path_spread, random_clip_spec, render_clip, render_frames_at
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,7 @@ class SpritesDataConfig:
             raise ValueError(f"caption_style must be 'varied' or 'canonical', got {self.caption_style!r}")
         if self.height < 1 or self.width < 1 or self.num_frames < 1 or not self.fps > 0:
             raise ValueError("height, width, num_frames and fps must be positive")
-        if not 0.0 <= self.path_spread <= 0.5:
-            raise ValueError(
-                f"path_spread must be between 0 and 0.5 (frame fractions), got {self.path_spread}"
-            )
+        check_path_spread(self.path_spread)
 
     @property
     def clip_duration(self) -> float:

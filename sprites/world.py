@@ -530,6 +530,12 @@ def _sample_sprite(
     return SpriteSpec(color=color, shape=shape, motion=motion, x=x, y=y, size=size, speed=speed)
 
 
+def check_path_spread(path_spread: float) -> None:
+    """Raise a clear error unless ``path_spread`` is a frame fraction from 0 (the centre) to 0.5 (anywhere)."""
+    if not 0.0 <= path_spread <= 0.5:
+        raise ValueError(f"path_spread must be between 0 and 0.5 (frame fractions), got {path_spread}")
+
+
 def _start_range(margin: float, travel: float, path_spread: float) -> tuple[float, float]:
     """Where a path of ``travel`` (signed, frame fractions) can start along one axis: inside the frame
     throughout, its midpoint within ``path_spread`` of the centre. With the default 0.5 the second condition
@@ -590,8 +596,7 @@ def random_clip_spec(
     object's path that close to the frame centre along each axis; the default 0.5 lets it lie anywhere, and
     small values suit one-object clips (two objects kept near the centre would overlap).
     """
-    if not 0.0 <= path_spread <= 0.5:
-        raise ValueError(f"path_spread must be between 0 and 0.5 (frame fractions), got {path_spread}")
+    check_path_spread(path_spread)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if not duration > 0:
