@@ -58,23 +58,41 @@ class AbsolutePositionEmbedding(nn.Module):
     the last, or at the left edge or the right. A caption's motion is exactly such a fact ("moving right":
     the object starts on the left, ends on the right), and it is what the early, noisiest sampling steps
     have to lay out. Fractions rather than indices, so any clip length and size gets an embedding.
+
+    ``pairs`` adds joint features of each pair of axes, ``sin/cos(pi * (k_a * a +- k_b * b))``. A moving
+    object is a function of two coordinates at once (row minus speed times frame), and per-axis features
+    give only sums of one-axis functions: the blocks then have to learn that product themselves. With the
+    pairs, a prompt-dependent scale of the channels picks a spacetime pattern directly (measured on the
+    sprites base: training at high noise only, its loss fell about twice as fast with them).
     """
 
-    def __init__(self, hidden_size: int, frequencies: int = 4):
+    def __init__(self, hidden_size: int, frequencies: int = 4, pairs: bool = False):
         super().__init__()
         self.frequencies = frequencies
-        self.proj = nn.Linear(3 * 2 * frequencies, hidden_size)
+        self.pairs = pairs
+        pair_features = (
+            3 * 2 * 2 * frequencies**2 if pairs else 0
+        )  # axis pairs x (+, -) x (sin, cos) x k_a, k_b
+        self.proj = nn.Linear(3 * 2 * frequencies + pair_features, hidden_size)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
     def features(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-        """``[T' * H' * W', 6 * frequencies]`` float32, tokens in (t, h, w) order."""
+        """``[T' * H' * W', proj.in_features]`` float32, tokens in (t, h, w) order: the per-axis features
+        (``sin`` then ``cos`` of each axis in turn), then the pair features."""
         axes = [(torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n for n in grid]
         t, h, w = torch.meshgrid(*axes, indexing="ij")
-        coords = torch.stack([t, h, w], dim=-1).reshape(-1, 3, 1)
+        coords = torch.stack([t, h, w], dim=-1).reshape(-1, 3)
         k = torch.arange(1, self.frequencies + 1, dtype=torch.float32, device=device)
-        args = math.pi * coords * k  # [L, 3, F]
-        return torch.cat([torch.sin(args), torch.cos(args)], dim=-1).flatten(1)
+        args = math.pi * coords[:, :, None] * k  # [L, 3, F]
+        features = [torch.cat([torch.sin(args), torch.cos(args)], dim=-1).flatten(1)]
+        if self.pairs:
+            k_a, k_b = (grid_k.flatten() for grid_k in torch.meshgrid(k, k, indexing="ij"))
+            for a, b in ((0, 1), (0, 2), (1, 2)):
+                for sign in (1.0, -1.0):
+                    pair = math.pi * (coords[:, a, None] * k_a + sign * coords[:, b, None] * k_b)  # [L, F*F]
+                    features += [torch.sin(pair), torch.cos(pair)]
+        return torch.cat(features, dim=-1)
 
     def forward(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """``[1, T' * H' * W', hidden]`` in the projection's dtype."""

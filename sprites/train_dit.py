@@ -208,14 +208,14 @@ def makeavideo_recipe() -> Recipe:
     a frame-difference term, where the background cancels and the object's motion is what is left."""
     return Recipe(
         name="makeavideo",
-        dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True, flow_skip=True),
+        dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True, position_pairs=True, flow_skip=True),
         latent="vae-sprites-frame.safetensors",
         height=64,
         width=64,
         frames=9,
         fps=4.0,
-        image_steps=4000,
-        clip_steps=6000,
+        image_steps=3000,
+        clip_steps=8800,
         image_batch=32,
         clip_batch=8,
         mixed_images=8,

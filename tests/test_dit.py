@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 from videocascade.models.dit import DiTConfig, VideoDiT, dit_config, flow_skip_scale
-from videocascade.models.embeddings import PatchEmbed3D, patchify, unpatchify
+from videocascade.models.embeddings import AbsolutePositionEmbedding, PatchEmbed3D, patchify, unpatchify
 from videocascade.models.rope import RotaryEmbedding3D, apply_rotary, rope_split
 
 
@@ -332,3 +332,36 @@ def test_cuda_forward_matches_cpu_in_fp32_and_bf16():
         bf16 = cuda.to(torch.bfloat16)(*inputs).cpu()
     assert (fp32 - reference).abs().max() < 1e-3
     assert bf16.dtype == torch.float32 and (bf16 - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_position_pairs_let_one_linear_map_draw_a_moving_object():
+    """An object moving up is a band in (frame, row) space: per-axis Fourier features can only add a
+    function of the frame to a function of the row, so no linear map of them draws it; the pair features
+    can. That is the point of ``position_pairs`` (the blocks otherwise have to learn the product)."""
+    grid = (17, 16, 16)  # more (frame, row) places than features: a fit, not an interpolation
+    t, h, _ = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in grid], indexing="ij")
+    moving_up = torch.exp(-(((h - (0.8 - 0.6 * t)) / 0.15) ** 2)).flatten()
+
+    def residual(pairs: bool) -> float:
+        features = AbsolutePositionEmbedding(8, pairs=pairs).features(grid, torch.device("cpu"))
+        design = torch.cat([features, torch.ones(len(features), 1)], dim=1).double()
+        fit = torch.linalg.lstsq(design, moving_up.double().unsqueeze(1), driver="gelsd").solution
+        return float((design @ fit).squeeze(1).sub(moving_up).square().mean() / moving_up.var())
+
+    assert residual(pairs=False) > 0.3
+    assert residual(pairs=True) < 0.05
+    # The pairs come after the per-axis features, so those keep their place in the projection.
+    plain = AbsolutePositionEmbedding(8).features(grid, torch.device("cpu"))
+    paired = AbsolutePositionEmbedding(8, pairs=True).features(grid, torch.device("cpu"))
+    torch.testing.assert_close(paired[:, : plain.shape[1]], plain)
+    assert paired.shape[1] == plain.shape[1] + 3 * 2 * 2 * 4**2
+
+
+def test_position_pairs_need_absolute_positions():
+    with pytest.raises(ValueError, match="set absolute_positions too"):
+        dit_config("test-tiny", position_pairs=True)
+    model = VideoDiT(dit_config("test-tiny", absolute_positions=True, position_pairs=True))
+    assert model.position_embed.proj.in_features == 24 + 192
+    _, t, ctx = _inputs(b=1)
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 3, 8, 8), t, ctx).shape == (1, 4, 3, 8, 8)
