@@ -202,10 +202,14 @@ def makeavideo_recipe() -> Recipe:
     crisp edges, which a pixel-space model of this size never learned to (its shapes stayed blobs). Spatial
     layers on captioned frames first, then every layer on clips with frames mixed in (Make-A-Video).
 
-    Two additions aim at the caption's motion, which a model trained on the plain loss ignored (its loss
-    was the same with the opposite motion word): tokens carry their absolute place in the clip (rotary
-    positions alone cannot say "first frame" or "left edge"), and clips are trained at higher noise with
-    a frame-difference term, where the background cancels and the object's motion is what is left."""
+    The rest aims at the caption's motion, which a model trained on the plain loss ignored (its loss was
+    the same with the opposite motion word): tokens carry their absolute place in the clip (rotary
+    positions alone cannot say "first frame" or "left edge"), with joint features of each pair of axes
+    (without them the base learned left and right but never up and down: a moving object is a product of
+    frame and row features that the blocks had to learn themselves); clips are trained at higher noise with
+    a frame-difference term, where the background cancels and the object's motion is what is left; and the
+    flow skip, the high-noise share and the centred paths train the first sampling steps, where the motion
+    is laid out (README, "Embedded text-to-video models: evaluation")."""
     return Recipe(
         name="makeavideo",
         dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True, position_pairs=True, flow_skip=True),
