@@ -365,26 +365,3 @@ def test_position_pairs_need_absolute_positions():
     _, t, ctx = _inputs(b=1)
     with torch.no_grad():
         assert model(torch.randn(1, 4, 3, 8, 8), t, ctx).shape == (1, 4, 3, 8, 8)
-
-
-def test_position_triples_fit_an_object_growing_in_place_better_than_pairs():
-    """A growing object changes along rows and columns together: pairs only add (frame, row) and (frame,
-    column) functions; the triples reach the product."""
-    grid = (17, 16, 16)
-    t, h, w = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in grid], indexing="ij")
-    growing = torch.exp(-((h - 0.5) ** 2 + (w - 0.5) ** 2) / (0.06 + 0.1 * t) ** 2).flatten()
-
-    def residual(**joint: bool) -> float:
-        features = AbsolutePositionEmbedding(8, **joint).features(grid, torch.device("cpu"))
-        design = torch.cat([features, torch.ones(len(features), 1)], dim=1).double()
-        fit = torch.linalg.lstsq(design, growing.double().unsqueeze(1), driver="gelsd").solution
-        return float((design @ fit).squeeze(1).sub(growing).square().mean() / growing.var())
-
-    per_axis, pairs, triples = residual(), residual(pairs=True), residual(pairs=True, triples=True)
-    assert per_axis > 0.5 and pairs < 0.1 and triples < 0.6 * pairs
-    embedding = AbsolutePositionEmbedding(8, pairs=True, triples=True)
-    assert embedding.proj.in_features == 24 + 192 + 4 * 2 * 4**3
-    paired = AbsolutePositionEmbedding(8, pairs=True).features(grid, torch.device("cpu"))
-    torch.testing.assert_close(embedding.features(grid, torch.device("cpu"))[:, : paired.shape[1]], paired)
-    with pytest.raises(ValueError, match="set absolute_positions too"):
-        dit_config("test-tiny", position_triples=True)
