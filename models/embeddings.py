@@ -63,27 +63,23 @@ class AbsolutePositionEmbedding(nn.Module):
     object is a function of two coordinates at once (row minus speed times frame), and per-axis features
     give only sums of one-axis functions: the blocks then have to learn that product themselves. With the
     pairs, a prompt-dependent scale of the channels picks a spacetime pattern directly (measured on the
-    sprites base: training at high noise only, its loss fell about twice as fast with them). ``triples``
-    adds the same for all three axes at once, ``k_t * t +- k_h * h +- k_w * w``: an object that grows or
-    shrinks in place changes along rows and columns together, which sums of pair functions only
-    approximate.
+    sprites base: training at high noise only, its loss fell about twice as fast with them).
     """
 
-    def __init__(self, hidden_size: int, frequencies: int = 4, pairs: bool = False, triples: bool = False):
+    def __init__(self, hidden_size: int, frequencies: int = 4, pairs: bool = False):
         super().__init__()
         self.frequencies = frequencies
         self.pairs = pairs
-        self.triples = triples
-        # Pairs: 3 axis pairs x (+, -) x (sin, cos) x (k_a, k_b); triples: (+-, +-) x (sin, cos) x (k_t, k_h, k_w).
-        pair_features = 3 * 2 * 2 * frequencies**2 if pairs else 0
-        triple_features = 4 * 2 * frequencies**3 if triples else 0
-        self.proj = nn.Linear(3 * 2 * frequencies + pair_features + triple_features, hidden_size)
+        pair_features = (
+            3 * 2 * 2 * frequencies**2 if pairs else 0
+        )  # axis pairs x (+, -) x (sin, cos) x k_a, k_b
+        self.proj = nn.Linear(3 * 2 * frequencies + pair_features, hidden_size)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
     def features(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """``[T' * H' * W', proj.in_features]`` float32, tokens in (t, h, w) order: the per-axis features
-        (``sin`` then ``cos`` of each axis in turn), then the pair features, then the triple features."""
+        (``sin`` then ``cos`` of each axis in turn), then the pair features."""
         axes = [(torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n for n in grid]
         t, h, w = torch.meshgrid(*axes, indexing="ij")
         coords = torch.stack([t, h, w], dim=-1).reshape(-1, 3)
@@ -96,13 +92,6 @@ class AbsolutePositionEmbedding(nn.Module):
                 for sign in (1.0, -1.0):
                     pair = math.pi * (coords[:, a, None] * k_a + sign * coords[:, b, None] * k_b)  # [L, F*F]
                     features += [torch.sin(pair), torch.cos(pair)]
-        if self.triples:
-            k_t, k_h, k_w = (grid_k.flatten() for grid_k in torch.meshgrid(k, k, k, indexing="ij"))
-            t, h, w = coords[:, 0, None], coords[:, 1, None], coords[:, 2, None]
-            for sign_h in (1.0, -1.0):
-                for sign_w in (1.0, -1.0):
-                    triple = math.pi * (t * k_t + sign_h * h * k_h + sign_w * w * k_w)  # [L, F**3]
-                    features += [torch.sin(triple), torch.cos(triple)]
         return torch.cat(features, dim=-1)
 
     def forward(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:

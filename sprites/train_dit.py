@@ -212,15 +212,7 @@ def makeavideo_recipe() -> Recipe:
     is laid out (README, "Embedded text-to-video models: evaluation")."""
     return Recipe(
         name="makeavideo",
-        dit=_dit(
-            4,
-            "factorized",
-            (1, 2, 2),
-            absolute_positions=True,
-            position_pairs=True,
-            position_triples=True,
-            flow_skip=True,
-        ),
+        dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True, position_pairs=True, flow_skip=True),
         latent="vae-sprites-frame.safetensors",
         height=64,
         width=64,
