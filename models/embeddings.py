@@ -70,9 +70,8 @@ class AbsolutePositionEmbedding(nn.Module):
         super().__init__()
         self.frequencies = frequencies
         self.pairs = pairs
-        pair_features = (
-            3 * 2 * 2 * frequencies**2 if pairs else 0
-        )  # axis pairs x (+, -) x (sin, cos) x k_a, k_b
+        # 3 axis pairs x (+, -) x (sin, cos) x (k_a, k_b)
+        pair_features = 3 * 2 * 2 * frequencies**2 if pairs else 0
         self.proj = nn.Linear(3 * 2 * frequencies + pair_features, hidden_size)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
