@@ -338,3 +338,78 @@ def test_open_temporal_gates_keep_the_image_function_and_let_gradients_through()
         assert torch.allclose(opened(x, t, ctx), zero_gated(x, t, ctx), atol=1e-6)
     opened(x, t, ctx).square().mean().backward()
     assert all(b.temporal_attn.out.weight.grad.abs().sum() > 0 for b in opened.blocks)
+
+
+def _tiny_vae_file(tmp_path) -> str:
+    from videocascade.runtime.checkpoints import save_checkpoint
+    from videocascade.vae.autoencoder import CausalVAE, CausalVAEConfig
+
+    config = CausalVAEConfig(
+        family="sprites-test-t4", base_channels=4, channel_multipliers=(1, 2), latent_channels=4,
+        temporal_downsample=(True,), middle_attention=False,
+    )  # fmt: skip
+    path = str(tmp_path / "vae-test.safetensors")
+    save_checkpoint(path, CausalVAE(config), config, "vae", config.family)
+    return path
+
+
+def test_focused_batches_swap_in_cached_clips_of_the_focus_motions(tmp_path):
+    from videocascade.sprites.captions import parse_caption
+
+    recipe = dataclasses.replace(
+        td.recipe_for(StageArgs(stage="sora", quick=True)),
+        latent=_tiny_vae_file(tmp_path), height=16, width=16, frames=5,
+    )  # fmt: skip
+    cache = td.LatentCache(
+        td.CaptionedBatches(recipe, "clip"), td.VAELatents(recipe.latent), 40, str(tmp_path / "clips.pt")
+    )
+    motions = ("grow", "shrink", "still")
+    pool = [i for i, s in enumerate(cache.specs) if len(s.objects) == 1 and s.objects[0].motion in motions]
+    assert 0 < len(pool) < 40
+
+    plain = cache.batch(50, 16)
+    unchanged = cache.focused_batch(50, 16, motions, 0.0)
+    assert torch.equal(unchanged[0], plain[0]) and unchanged[1:] == plain[1:]
+
+    x0, captions, specs = cache.focused_batch(50, 16, motions, 1.0)
+    for latent, text, spec in zip(x0, captions, specs):
+        assert len(spec.objects) == 1 and spec.objects[0].motion in motions
+        assert parse_caption(text)[0][2] == spec.objects[0].motion  # the caption describes the swapped clip
+        assert any(torch.equal(latent, cache.latents[i].float()) for i in pool)
+
+    half = cache.focused_batch(50, 16, motions, 0.5)
+    again = cache.focused_batch(50, 16, motions, 0.5)
+    assert torch.equal(half[0], again[0]) and half[1] == again[1]  # drawn from the seed and the index
+    swapped = [not torch.equal(a, b) for a, b in zip(half[0], plain[0])]
+    assert 0 < sum(swapped) < 16
+
+
+def test_focus_applies_to_the_last_clip_steps_only():
+    recipe = dataclasses.replace(
+        td.makeavideo_recipe(), clip_focus_motions=("grow",), clip_focus_fraction=0.5, clip_focus_steps=100
+    )
+    assert not td.focuses_now(recipe, 899, 1000) and td.focuses_now(recipe, 900, 1000)
+    assert not td.focuses_now(dataclasses.replace(recipe, clip_focus_fraction=0.0), 999, 1000)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"clip_focus_fraction": 1.5}, "clip_focus_fraction must be in"),
+        ({"clip_focus_motions": ("sideways",)}, "clip_focus_motions must name"),
+        ({"clip_focus_motions": ()}, "clip_focus_motions must name"),
+        ({"cached_clips": 0}, "set cached_clips"),
+        ({"latent": td.PIXEL_FORMAT}, "set cached_clips"),
+    ],
+)
+def test_focus_settings_that_cannot_work_fail_before_training(changes, message):
+    recipe = dataclasses.replace(td.makeavideo_recipe(), **changes)
+    with pytest.raises(ValueError, match=message):
+        td.check_focus(recipe)
+
+
+def test_training_refuses_a_focus_without_a_latent_cache(tmp_path):
+    recipe = tiny_recipe(clip_focus_motions=("grow",), clip_focus_fraction=0.5, clip_focus_steps=2)
+    with pytest.raises(ValueError, match="clip focus draws from the latent cache"):
+        td.train(recipe, out_dir=str(tmp_path), state_dir=str(tmp_path / "s"), final_eval=0)
+    assert not os.path.exists(tmp_path / "s" / "state.pt")
