@@ -1226,6 +1226,8 @@ def recipe_for(args: StageArgs) -> Recipe:
         for name in phases:
             value = getattr(recipe, name)
             setattr(recipe, name, max(1, round(value * scale)) if value else 0)
+        # The focus window is a share of the clip phase: it scales with it.
+        recipe.clip_focus_steps = round(recipe.clip_focus_steps * scale)
     return recipe
 
 
