@@ -34,6 +34,19 @@ def tiny_recipe(**changes) -> td.Recipe:
     return recipe
 
 
+def _tiny_vae_file(tmp_path) -> str:
+    from videocascade.runtime.checkpoints import save_checkpoint
+    from videocascade.vae.autoencoder import CausalVAE, CausalVAEConfig
+
+    config = CausalVAEConfig(
+        family="sprites-test-t4", base_channels=4, channel_multipliers=(1, 2), latent_channels=4,
+        temporal_downsample=(True,), middle_attention=False,
+    )  # fmt: skip
+    path = str(tmp_path / "vae-test.safetensors")
+    save_checkpoint(path, CausalVAE(config), config, "vae", config.family)
+    return path
+
+
 @pytest.mark.parametrize("prediction", ["flow", "vp-v"])
 def test_diffusion_loss_decreases_on_a_fixed_batch(prediction):
     recipe = tiny_recipe()
@@ -274,15 +287,7 @@ def test_pixel_space_vae_round_trip_and_loader():
 
 
 def test_latent_stage_caches_encoded_clips_and_records_the_vae_family(tmp_path):
-    from videocascade.runtime.checkpoints import save_checkpoint
-    from videocascade.vae.autoencoder import CausalVAE, CausalVAEConfig
-
-    vae_config = CausalVAEConfig(
-        family="sprites-test-t4", base_channels=4, channel_multipliers=(1, 2), latent_channels=4,
-        temporal_downsample=(True,), middle_attention=False,
-    )  # fmt: skip
-    vae_path = str(tmp_path / "vae-test.safetensors")
-    save_checkpoint(vae_path, CausalVAE(vae_config), vae_config, "vae", vae_config.family)
+    vae_path = _tiny_vae_file(tmp_path)
     # The frozen shared encoder comes from the output folder, as in the real stages.
     joint = tiny_recipe()
     td.train(joint, out_dir=str(tmp_path), state_dir=str(tmp_path / "joint"), final_eval=0)
@@ -340,19 +345,6 @@ def test_open_temporal_gates_keep_the_image_function_and_let_gradients_through()
         assert torch.allclose(opened(x, t, ctx), zero_gated(x, t, ctx), atol=1e-6)
     opened(x, t, ctx).square().mean().backward()
     assert all(b.temporal_attn.out.weight.grad.abs().sum() > 0 for b in opened.blocks)
-
-
-def _tiny_vae_file(tmp_path) -> str:
-    from videocascade.runtime.checkpoints import save_checkpoint
-    from videocascade.vae.autoencoder import CausalVAE, CausalVAEConfig
-
-    config = CausalVAEConfig(
-        family="sprites-test-t4", base_channels=4, channel_multipliers=(1, 2), latent_channels=4,
-        temporal_downsample=(True,), middle_attention=False,
-    )  # fmt: skip
-    path = str(tmp_path / "vae-test.safetensors")
-    save_checkpoint(path, CausalVAE(config), config, "vae", config.family)
-    return path
 
 
 def test_focused_batches_swap_in_cached_clips_of_the_focus_motions(tmp_path):
