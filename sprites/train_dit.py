@@ -471,6 +471,7 @@ class LatentCache:
 
     def __init__(self, data: CaptionedBatches, latents: VAELatents, size: int, path: str, chunk: int = 16):
         self.data, self.size = data, size
+        self._focus_pools: dict[tuple[str, ...], list[int]] = {}
         saved = _read_latent_cache(path)
         # Caches from before the path setting existed were drawn from the whole frame (spread 0.5).
         if (
@@ -525,11 +526,14 @@ class LatentCache:
         """``batch(start, size)`` with each sample, with probability ``fraction``, replaced by a cached
         one-object clip whose motion is in ``motions`` (drawn from the seed and the sample's index, with a
         fresh wording of its caption)."""
-        pool = [
-            i
-            for i, spec in enumerate(self.specs)
-            if len(spec.objects) == 1 and spec.objects[0].motion in motions
-        ]
+        pool = self._focus_pools.get(motions)
+        if pool is None:  # once per motion set, not every step
+            pool = [
+                i
+                for i, spec in enumerate(self.specs)
+                if len(spec.objects) == 1 and spec.objects[0].motion in motions
+            ]
+            self._focus_pools[motions] = pool
         if not pool:
             raise ValueError(f"no cached one-object clip moves as {motions}: check Recipe.clip_focus_motions")
         x0, captions, specs = self.batch(start, size)
