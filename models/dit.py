@@ -64,6 +64,9 @@ class DiTConfig:
     # With absolute_positions: also joint features of each pair of axes (frame x row, frame x column, row x
     # column), in which an object moving along either axis is a pattern the blocks can pick directly.
     position_pairs: bool = False
+    # With absolute_positions: also features of the distance from the frame centre, alone and jointly with
+    # the frame, in which an object growing or shrinking in place is a pattern the blocks can pick directly.
+    position_radial: bool = False
     # Add the best linear prediction of the flow velocity from the input to the output (EDM's skip, for
     # unit-variance latents and timestep = 1000 s), so the blocks learn only the rest. At pure noise that
     # prediction is the input itself: without it the blocks must copy the noise through, and the embedded
@@ -81,10 +84,11 @@ class DiTConfig:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim {self.head_dim} must be even for rotary positions")
-        if self.position_pairs and not self.absolute_positions:
-            raise ValueError(
-                "position_pairs adds to the absolute position embedding: set absolute_positions too"
-            )
+        for name in ("position_pairs", "position_radial"):
+            if getattr(self, name) and not self.absolute_positions:
+                raise ValueError(
+                    f"{name} adds to the absolute position embedding: set absolute_positions too"
+                )
         if self.flow_skip and self.in_channels != self.out_channels:
             raise ValueError(
                 f"flow_skip adds the input to the output: in_channels ({self.in_channels}) must equal "
@@ -448,7 +452,9 @@ class VideoDiT(nn.Module):
         self.pooled_text_embed = TextProjection(config.text_dim, dim) if config.pooled_text else None
         self.rope = RotaryEmbedding3D(config.head_dim, config.rope_theta)
         self.position_embed = (
-            AbsolutePositionEmbedding(dim, pairs=config.position_pairs) if config.absolute_positions else None
+            AbsolutePositionEmbedding(dim, pairs=config.position_pairs, radial=config.position_radial)
+            if config.absolute_positions
+            else None
         )
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.depth))
         self.final_layer = FinalLayer(dim, config.out_channels * math.prod(config.patch_size), config.eps)

@@ -64,21 +64,29 @@ class AbsolutePositionEmbedding(nn.Module):
     give only sums of one-axis functions: the blocks then have to learn that product themselves. With the
     pairs, a prompt-dependent scale of the channels picks a spacetime pattern directly (measured on the
     sprites base: training at high noise only, its loss fell about twice as fast with them).
+
+    ``radial`` adds the distance from the frame centre, ``r``, as an axis of its own: ``sin/cos(pi * k * r)``
+    and the joint features of frame and distance, ``sin/cos(pi * (k_t * t +- k_r * r))``. An object growing
+    or shrinking in place is a disc whose radius changes with the frame, a function of ``(t, r)`` that no
+    sum of (frame, row) and (frame, column) functions draws.
     """
 
-    def __init__(self, hidden_size: int, frequencies: int = 4, pairs: bool = False):
+    def __init__(self, hidden_size: int, frequencies: int = 4, pairs: bool = False, radial: bool = False):
         super().__init__()
         self.frequencies = frequencies
         self.pairs = pairs
+        self.radial = radial
         # 3 axis pairs x (+, -) x (sin, cos) x (k_a, k_b)
         pair_features = 3 * 2 * 2 * frequencies**2 if pairs else 0
-        self.proj = nn.Linear(3 * 2 * frequencies + pair_features, hidden_size)
+        # distance alone x (sin, cos) x k, then (frame, distance) x (+, -) x (sin, cos) x (k_t, k_r)
+        radial_features = 2 * frequencies + 2 * 2 * frequencies**2 if radial else 0
+        self.proj = nn.Linear(3 * 2 * frequencies + pair_features + radial_features, hidden_size)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
     def features(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """``[T' * H' * W', proj.in_features]`` float32, tokens in (t, h, w) order: the per-axis features
-        (``sin`` then ``cos`` of each axis in turn), then the pair features."""
+        (``sin`` then ``cos`` of each axis in turn), then the pair features, then the radial ones."""
         axes = [(torch.arange(n, dtype=torch.float32, device=device) + 0.5) / n for n in grid]
         t, h, w = torch.meshgrid(*axes, indexing="ij")
         coords = torch.stack([t, h, w], dim=-1).reshape(-1, 3)
@@ -91,6 +99,14 @@ class AbsolutePositionEmbedding(nn.Module):
                 for sign in (1.0, -1.0):
                     pair = math.pi * (coords[:, a, None] * k_a + sign * coords[:, b, None] * k_b)  # [L, F*F]
                     features += [torch.sin(pair), torch.cos(pair)]
+        if self.radial:
+            # Scaled so the frame's corners are at 1, like the far edge of every other axis.
+            r = (coords[:, 1:] - 0.5).square().sum(dim=1).sqrt() / math.sqrt(0.5)
+            features += [torch.sin(math.pi * r[:, None] * k), torch.cos(math.pi * r[:, None] * k)]
+            k_t, k_r = (grid_k.flatten() for grid_k in torch.meshgrid(k, k, indexing="ij"))
+            for sign in (1.0, -1.0):
+                joint = math.pi * (coords[:, 0, None] * k_t + sign * r[:, None] * k_r)
+                features += [torch.sin(joint), torch.cos(joint)]
         return torch.cat(features, dim=-1)
 
     def forward(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:

@@ -1205,17 +1205,28 @@ def stage_of(recipe: Recipe) -> str:
     return {v().name: k for k, v in STAGE_RECIPES.items()}.get(recipe.name, recipe.name)
 
 
+SCALAR_TYPES = ("int", "float", "bool", "str")
+
+
 def recipe_for(args: StageArgs) -> Recipe:
     """The stage's recipe with the command line applied: ``--seed``, ``--steps`` (all phases scaled to
-    that total), ``--quick`` (a tiny smoke run) and ``--set field=value`` for any scalar recipe field."""
+    that total), ``--quick`` (a tiny smoke run), ``--set field=value`` for any scalar recipe field and
+    ``--set dit.field=value`` for any scalar field of the DiT's config."""
     recipe = STAGE_RECIPES[args.stage]()
     recipe.seed = args.seed
-    scalar = {f.name for f in dataclasses.fields(Recipe) if f.type in ("int", "float", "bool", "str")}
+    scalar = {f.name for f in dataclasses.fields(Recipe) if f.type in SCALAR_TYPES}
+    dit_scalar = {f"dit.{f.name}" for f in dataclasses.fields(DiTConfig) if f.type in SCALAR_TYPES}
     for name in args.options:
         if name in ("eval_every", "final_eval"):
             continue
+        if name in dit_scalar:
+            field_name = name.removeprefix("dit.")
+            value = args.option(name, getattr(recipe.dit, field_name))
+            recipe.dit = dataclasses.replace(recipe.dit, **{field_name: value})
+            continue
         if name not in scalar:
-            raise ValueError(f"--set {name}=...: not a recipe field; known: {', '.join(sorted(scalar))}")
+            known = ", ".join(sorted(scalar) + ["dit.<field>"])
+            raise ValueError(f"--set {name}=...: not a recipe or DiT config field; known: {known}")
         setattr(recipe, name, args.option(name, getattr(recipe, name)))
     phases = ("text_probe_steps", "image_steps", "clip_steps")
     if args.quick:

@@ -271,7 +271,7 @@ def test_recipe_options_from_the_command_line():
     assert abs(recipe.total_steps - 30) <= 2
     half = td.recipe_for(StageArgs(stage="makeavideo", steps=td.makeavideo_recipe().total_steps // 2))
     assert (half.clip_steps, half.clip_focus_steps) == (4400, 600)  # the focus keeps its share of the clips
-    with pytest.raises(ValueError, match="not a recipe field"):
+    with pytest.raises(ValueError, match="not a recipe or DiT config field"):
         td.recipe_for(StageArgs(stage="makeavideo", options={"nonsense": "1"}))
 
 
