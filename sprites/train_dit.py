@@ -1216,6 +1216,15 @@ def recipe_for(args: StageArgs) -> Recipe:
     recipe.seed = args.seed
     scalar = {f.name for f in dataclasses.fields(Recipe) if f.type in SCALAR_TYPES}
     dit_scalar = {f"dit.{f.name}" for f in dataclasses.fields(DiTConfig) if f.type in SCALAR_TYPES}
+    phases = ("text_probe_steps", "image_steps", "clip_steps")
+    if args.quick:
+        recipe.dit = dataclasses.replace(recipe.dit, hidden_size=32, depth=1, num_heads=2, ffn_dim=64)
+        recipe.text = dataclasses.replace(recipe.text, dim=32, depth=1, num_heads=2)
+        recipe.image_batch, recipe.clip_batch, recipe.mixed_images = 4, 2, min(recipe.mixed_images, 2)
+        recipe.text_batch = 8
+        for name in phases:
+            setattr(recipe, name, min(getattr(recipe, name), 3))
+    # After --quick, so what the command line sets explicitly wins.
     for name in args.options:
         if name in ("eval_every", "final_eval"):
             continue
@@ -1228,14 +1237,6 @@ def recipe_for(args: StageArgs) -> Recipe:
             known = ", ".join(sorted(scalar) + ["dit.<field>"])
             raise ValueError(f"--set {name}=...: not a recipe or DiT config field; known: {known}")
         setattr(recipe, name, args.option(name, getattr(recipe, name)))
-    phases = ("text_probe_steps", "image_steps", "clip_steps")
-    if args.quick:
-        recipe.dit = dataclasses.replace(recipe.dit, hidden_size=32, depth=1, num_heads=2, ffn_dim=64)
-        recipe.text = dataclasses.replace(recipe.text, dim=32, depth=1, num_heads=2)
-        recipe.image_batch, recipe.clip_batch, recipe.mixed_images = 4, 2, min(recipe.mixed_images, 2)
-        recipe.text_batch = 8
-        for name in phases:
-            setattr(recipe, name, min(getattr(recipe, name), 3))
     if args.steps is not None:
         scale = args.steps / max(1, recipe.total_steps)
         for name in phases:

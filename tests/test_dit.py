@@ -357,6 +357,47 @@ def test_position_pairs_let_one_linear_map_draw_a_moving_object():
     assert paired.shape[1] == plain.shape[1] + 3 * 2 * 2 * 4**2
 
 
+def test_position_radial_lets_one_linear_map_tell_growing_from_shrinking():
+    """Growing against shrinking in place is a disc whose radius rises or falls with the frame: a function
+    of (frame, distance from the centre). The pair features leave a quarter of that difference unfit; the
+    radial features draw it. That is the point of ``position_radial``."""
+    grid = (17, 16, 16)
+    t, h, w = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in grid], indexing="ij")
+    r = ((h - 0.5) ** 2 + (w - 0.5) ** 2).sqrt()
+
+    def disc(radius: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((radius - r) / 0.03)
+
+    grow_minus_shrink = (disc(0.12 + 0.2 * t) - disc(0.32 - 0.2 * t)).flatten()
+
+    def residual(radial: bool) -> float:
+        embedding = AbsolutePositionEmbedding(8, pairs=True, radial=radial)
+        features = embedding.features(grid, torch.device("cpu"))
+        design = torch.cat([features, torch.ones(len(features), 1)], dim=1).double()
+        fit = torch.linalg.lstsq(design, grow_minus_shrink.double().unsqueeze(1), driver="gelsd").solution
+        return float(
+            (design @ fit).squeeze(1).sub(grow_minus_shrink).square().mean() / grow_minus_shrink.var()
+        )
+
+    assert residual(radial=False) > 0.2
+    assert residual(radial=True) < 0.01
+    # The radial features come last, so a checkpoint without them keeps its projection's layout.
+    paired = AbsolutePositionEmbedding(8, pairs=True).features(grid, torch.device("cpu"))
+    radial = AbsolutePositionEmbedding(8, pairs=True, radial=True).features(grid, torch.device("cpu"))
+    torch.testing.assert_close(radial[:, : paired.shape[1]], paired)
+    assert radial.shape[1] == paired.shape[1] + 2 * 4 + 2 * 2 * 4**2
+
+
+def test_position_radial_needs_absolute_positions():
+    with pytest.raises(ValueError, match="position_radial adds to the absolute position embedding"):
+        dit_config("test-tiny", position_radial=True)
+    model = VideoDiT(dit_config("test-tiny", absolute_positions=True, position_radial=True))
+    assert model.position_embed.proj.in_features == 24 + 8 + 64
+    _, t, ctx = _inputs(b=1)
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 3, 8, 8), t, ctx).shape == (1, 4, 3, 8, 8)
+
+
 def test_position_pairs_need_absolute_positions():
     with pytest.raises(ValueError, match="set absolute_positions too"):
         dit_config("test-tiny", position_pairs=True)

@@ -273,6 +273,25 @@ def test_recipe_options_from_the_command_line():
     assert (half.clip_steps, half.clip_focus_steps) == (4400, 600)  # the focus keeps its share of the clips
     with pytest.raises(ValueError, match="not a recipe or DiT config field"):
         td.recipe_for(StageArgs(stage="makeavideo", options={"nonsense": "1"}))
+    with pytest.raises(ValueError, match="not a recipe or DiT config field"):
+        td.recipe_for(StageArgs(stage="makeavideo", options={"dit.nonsense": "1"}))
+
+
+def test_dit_config_options_reach_the_exported_checkpoint(tmp_path):
+    args = StageArgs(stage="text", quick=True, options={"dit.absolute_positions": "true", "dit.depth": "2"})
+    recipe = td.recipe_for(args)
+    assert recipe.dit.absolute_positions and recipe.dit.depth == 2
+    assert recipe.dit.hidden_size == 32  # --quick still shrinks the rest
+    with pytest.raises(ValueError, match="expected true or false"):
+        td.recipe_for(StageArgs(stage="makeavideo", options={"dit.position_radial": "maybe"}))
+    # A radial-position DiT trains, exports, and loads back with its radial features.
+    recipe = tiny_recipe(clip_steps=2)
+    recipe.dit = dataclasses.replace(recipe.dit, absolute_positions=True, position_radial=True)
+    written = td.train(recipe, out_dir=str(tmp_path), state_dir=str(tmp_path / "state"), final_eval=0)
+    model = load_dit_handle(written["dit"]).model
+    assert model.config.position_radial and model.position_embed.radial
+    card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+    assert card["config"]["position_radial"] is True
 
 
 def test_pixel_space_vae_round_trip_and_loader():
