@@ -898,10 +898,32 @@ def save_state(trainer: Trainer, path: str) -> None:
     os.replace(path + ".tmp", path)  # atomic: a run cut off mid-save keeps the previous state
 
 
+def with_new_fields(saved: dict[str, Any], current: Any) -> dict[str, Any]:
+    """A saved recipe dict with the fields the code gained since it was saved set to their defaults (a
+    new option that is off changes nothing), at every level (the DiT config too)."""
+    filled = dict(saved)
+    for f in dataclasses.fields(current):
+        value = getattr(current, f.name)
+        if f.name in filled:
+            if dataclasses.is_dataclass(value) and isinstance(filled[f.name], dict):
+                filled[f.name] = with_new_fields(filled[f.name], value)
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            continue
+        plain = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+        filled[f.name] = json.loads(json.dumps(plain))
+    return filled
+
+
 def load_state(trainer: Trainer, path: str) -> bool:
     if not os.path.isfile(path):
         return False
     state = torch.load(path, map_location="cpu", weights_only=True)
+    state["recipe"] = with_new_fields(state["recipe"], trainer.recipe)
     saved, current = dict(state["recipe"]), recipe_dict(trainer.recipe)
     # A longer last phase may continue a run (its learning rate schedule restarts its decay).
     extended = saved.pop("clip_steps") <= current.pop("clip_steps") and state["step"] > (

@@ -264,6 +264,23 @@ def test_resume_refuses_a_state_of_another_recipe(tmp_path):
         td.train(dataclasses.replace(recipe, lr=0.5), out_dir=str(tmp_path), state_dir=state, final_eval=0)
 
 
+def test_a_state_saved_before_an_option_existed_resumes_while_the_option_is_off(tmp_path):
+    recipe = tiny_recipe(clip_steps=1, image_steps=1, text_probe_steps=1)
+    recipe.dit = dataclasses.replace(recipe.dit, absolute_positions=True)
+    state_dir = str(tmp_path / "state")
+    td.train(recipe, out_dir=str(tmp_path), state_dir=state_dir, final_eval=0)
+    # What older code wrote: no size focus in the recipe, no radial positions in its DiT config.
+    path = os.path.join(state_dir, "state.pt")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    del state["recipe"]["clip_focus_steps"], state["recipe"]["dit"]["position_radial"]
+    torch.save(state, path)
+    trainer = td.build_trainer(recipe, td.TextEncoder(recipe.text))
+    assert td.load_state(trainer, path) and trainer.step == recipe.total_steps
+    radial = dataclasses.replace(recipe, dit=dataclasses.replace(recipe.dit, position_radial=True))
+    with pytest.raises(RuntimeError, match="different recipe"):
+        td.load_state(td.build_trainer(radial, td.TextEncoder(radial.text)), path)
+
+
 def test_recipe_options_from_the_command_line():
     args = StageArgs(stage="makeavideo", steps=30, options={"lr": "0.002", "two_object_prob": "0"})
     recipe = td.recipe_for(args)
