@@ -93,8 +93,9 @@ class AbsolutePositionEmbedding(nn.Module):
         k = torch.arange(1, self.frequencies + 1, dtype=torch.float32, device=device)
         args = math.pi * coords[:, :, None] * k  # [L, 3, F]
         features = [torch.cat([torch.sin(args), torch.cos(args)], dim=-1).flatten(1)]
+        # Every (k_a, k_b) pair of frequencies, for the joint features of two axes.
+        k_a, k_b = (grid_k.flatten() for grid_k in torch.meshgrid(k, k, indexing="ij"))
         if self.pairs:
-            k_a, k_b = (grid_k.flatten() for grid_k in torch.meshgrid(k, k, indexing="ij"))
             for a, b in ((0, 1), (0, 2), (1, 2)):
                 for sign in (1.0, -1.0):
                     pair = math.pi * (coords[:, a, None] * k_a + sign * coords[:, b, None] * k_b)  # [L, F*F]
@@ -103,9 +104,8 @@ class AbsolutePositionEmbedding(nn.Module):
             # Scaled so the frame's corners are at 1, like the far edge of every other axis.
             r = (coords[:, 1:] - 0.5).square().sum(dim=1).sqrt() / math.sqrt(0.5)
             features += [torch.sin(math.pi * r[:, None] * k), torch.cos(math.pi * r[:, None] * k)]
-            k_t, k_r = (grid_k.flatten() for grid_k in torch.meshgrid(k, k, indexing="ij"))
             for sign in (1.0, -1.0):
-                joint = math.pi * (coords[:, 0, None] * k_t + sign * r[:, None] * k_r)
+                joint = math.pi * (coords[:, 0, None] * k_a + sign * r[:, None] * k_b)
                 features += [torch.sin(joint), torch.cos(joint)]
         return torch.cat(features, dim=-1)
 
