@@ -24,8 +24,15 @@ STAGE_MODULES = ("train_vae", "train_dit", "train_cascade")
 
 def discover_stages() -> tuple[dict[str, Callable[[StageArgs], dict]], dict[str, str]]:
     """``(stages, unavailable)``: every stage name -> function, and module -> why it could not be imported."""
+    stages, unavailable, _ = _discover()
+    return stages, unavailable
+
+
+def _discover() -> tuple[dict[str, Callable[[StageArgs], dict]], dict[str, str], set[str]]:
+    """``discover_stages()`` plus the stages that can train on a GPU (a module's ``DEVICE_STAGES``)."""
     stages: dict[str, Callable[[StageArgs], dict]] = {}
     unavailable: dict[str, str] = {}
+    on_device: set[str] = set()
     for name in STAGE_MODULES:
         try:
             module = importlib.import_module(f".{name}", __package__)
@@ -38,7 +45,8 @@ def discover_stages() -> tuple[dict[str, Callable[[StageArgs], dict]], dict[str,
             if stage in stages:
                 raise RuntimeError(f"stage {stage!r} is defined twice (again in sprites/{name}.py)")
             stages[stage] = fn
-    return stages, unavailable
+        on_device |= set(getattr(module, "DEVICE_STAGES", ()))
+    return stages, unavailable, on_device
 
 
 def _parse_set(items: list[str]) -> dict[str, str]:
@@ -65,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", default=None, help="resumable state and log (default .train/<stage>/)")
     parser.add_argument("--no-resume", action="store_true", help="ignore a saved state and start over")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: where a DiT stage trains")
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test run (not for shipping)")
     parser.add_argument(
         "--set", dest="options", action="append", default=[], metavar="KEY=VALUE", help="stage option"
@@ -72,10 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_device(device: str, stage: str, on_device: set[str]) -> None:
+    """Clear errors for a ``--device`` this run cannot use, before any data is made."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise SystemExit(f"--device {device!r}: expected cpu, cuda or cuda:N") from None
+    if kind == "cpu":
+        return
+    if kind != "cuda":
+        raise SystemExit(f"--device {device!r}: the training scripts run on cpu or cuda")
+    if stage not in on_device:
+        raise SystemExit(
+            f"--device {device}: stage {stage!r} trains on the CPU only; the DiT stages "
+            f"({', '.join(sorted(on_device))}) take --device cuda"
+        )
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; leave --device out to train "
+            "on the CPU"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    stages, unavailable = discover_stages()
+    stages, unavailable, on_device = _discover()
     if args.stage == "list":
         for name in sorted(stages):
             print(name)
@@ -85,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage not in stages:
         missing = "".join(f"; {why}, so its stages are unavailable" for why in unavailable.values())
         raise SystemExit(f"unknown stage {args.stage!r}; known stages: {', '.join(sorted(stages))}{missing}")
+    check_device(args.device, args.stage, on_device)
     os.environ.setdefault("TQDM_DISABLE", "1")  # library progress bars would flood the training logs
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir=args.run_dir,
         resume=not args.no_resume,
         threads=args.threads,
+        device=args.device,
         quick=args.quick,
         options=_parse_set(args.options),
         command=command_line(argv),

@@ -45,6 +45,7 @@ class StageArgs:
     run_dir: str | None = None  # default: .train/<stage>
     resume: bool = True
     threads: int | None = None
+    device: str = "cpu"  # "cuda" (or "cuda:N"): the DiT stages train there
     quick: bool = False
     options: dict[str, str] = field(default_factory=dict)  # --set key=value, stage-specific
     command: str = ""
@@ -289,10 +290,11 @@ class Trainer:
 
 
 # -- cards --------------------------------------------------------------------------------------------------
-def machine_description() -> str:
-    """One line naming where a run happened (cores, threads, torch), for the card."""
+def machine_description(device: str | torch.device = "cpu") -> str:
+    """One line naming where a run happened (cores, threads, torch, the GPU it trained on), for the card."""
     cores = os.cpu_count() or 0
-    cuda = f", CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    device = torch.device(device)
+    cuda = f", trained on CUDA {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     return (
         f"{platform.machine()} {platform.processor() or 'CPU'}, {cores} cores, torch {torch.__version__} "
         f"with {torch.get_num_threads()} thread(s){cuda}, Python {platform.python_version()}"

@@ -366,6 +366,7 @@ class CaptionProbe(nn.Module):
 
     def loss(self, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``targets [B, SLOTS, 3]`` class indices; rows with a negative first entry are skipped."""
+        targets = targets.to(features.device)
         keep = targets[:, 0, 0] >= 0
         if not bool(keep.any()):
             return features.sum() * 0.0
@@ -403,6 +404,8 @@ def encode_captions(encoder: TextEncoder, captions: list[str]) -> tuple[torch.Te
     tokenizer = ByteTokenizer()
     longest = max(len(c.encode("utf-8")) for c in captions) + 2
     ids, mask = tokenizer.encode(captions, min(longest, encoder.config.max_length))
+    device = encoder.token_embed.weight.device
+    ids, mask = ids.to(device), mask.to(device)
     return encoder(ids, mask), mask
 
 
@@ -425,19 +428,20 @@ class PixelLatents:
 class VAELatents:
     """Normalised latents of one of T1's embedded VAEs (frozen), as the DiT sampler node sees them."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, device: str | torch.device = "cpu"):
         from ..vae.loading import load_vae
 
         self.vae, self.latent_format = load_vae(vae_path(file))
-        self.vae.requires_grad_(False)
+        self.vae.requires_grad_(False).to(device)
+        self.device = torch.device(device)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        return self.vae.latents_to_model(self.vae.encode(video))
+        return self.vae.latents_to_model(self.vae.encode(video.to(self.device)))
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(self.vae.latents_from_model(latent)).clamp(-1.0, 1.0)
+        return self.vae.decode(self.vae.latents_from_model(latent.to(self.device))).clamp(-1.0, 1.0)
 
 
 def vae_path(file: str) -> str:
@@ -445,8 +449,8 @@ def vae_path(file: str) -> str:
     return file if os.path.isabs(file) else os.path.join(EMBEDDED_DIR, file)
 
 
-def latent_space(recipe: Recipe) -> PixelLatents | VAELatents:
-    return PixelLatents() if recipe.latent == PIXEL_FORMAT else VAELatents(recipe.latent)
+def latent_space(recipe: Recipe, device: str | torch.device = "cpu") -> PixelLatents | VAELatents:
+    return PixelLatents() if recipe.latent == PIXEL_FORMAT else VAELatents(recipe.latent, device)
 
 
 def _read_latent_cache(path: str) -> dict | None:
@@ -487,7 +491,7 @@ class LatentCache:
         start = time.perf_counter()
         for first in range(0, size, chunk):
             video, captions, specs = data.batch(first, min(chunk, size - first))
-            parts.append(latents.encode(video).to(torch.float16))
+            parts.append(latents.encode(video).to("cpu", torch.float16))  # the cache lives in host memory
             self.captions += captions
             self.specs += specs
             if first // chunk % 25 == 0:
@@ -574,12 +578,15 @@ class EMA:
     def update(self, module: nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        shadows, values = [], []
         for name, value in module.state_dict().items():
-            shadow = self.shadow[name]
             if value.is_floating_point():
-                shadow.lerp_(value, 1.0 - decay)
+                shadows.append(self.shadow[name])
+                values.append(value)
             else:
-                shadow.copy_(value)
+                self.shadow[name].copy_(value)
+        # One fused call: on a GPU, a lerp per tensor costs more in launches than the step's model.
+        torch._foreach_lerp_(shadows, values, 1.0 - decay)
 
     def copy_to(self, module: nn.Module) -> nn.Module:
         module.load_state_dict(self.shadow)
@@ -636,11 +643,17 @@ def open_temporal_gates(dit: VideoDiT) -> None:
                 block.temporal_attn.out.bias.zero_()
 
 
-def build_trainer(recipe: Recipe, encoder: TextEncoder) -> Trainer:
+def build_trainer(recipe: Recipe, encoder: TextEncoder, device: str | torch.device = "cpu") -> Trainer:
+    """Models, optimiser and EMAs on ``device``; the initial weights are drawn on the CPU from the seed,
+    so a run starts from the same weights on every device."""
     torch.manual_seed(recipe.seed)
     dit = VideoDiT(recipe.dit)
     open_temporal_gates(dit)
     probe = CaptionProbe(encoder.config.dim) if recipe.train_text_encoder else None
+    dit.to(device)
+    encoder.to(device)
+    if probe is not None:
+        probe.to(device)
     temporal = {id(p) for p in dit.temporal_parameters()}
     groups = [
         {
@@ -702,7 +715,8 @@ def noised_inputs(
     ``alpha noise - sigma x0``, timestep ``t``.
     """
     b = x0.shape[0]
-    noise = torch.randn(x0.shape, generator=generator)
+    # Drawn on the CPU generator whatever the device, so a run's random stream does not depend on it.
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     shape = (b,) + (1,) * (x0.ndim - 1)
     if sampler.prediction == "flow":
         s = torch.sigmoid(torch.randn(b, generator=generator) * logit_std + logit_mean)
@@ -710,11 +724,12 @@ def noised_inputs(
             high = torch.rand(b, generator=generator) < high_noise_fraction
             top = HIGH_NOISE_START + (1.0 - HIGH_NOISE_START) * torch.rand(b, generator=generator)
             s = torch.where(high, top, s)
+        s = s.to(x0.device)
         s_ = s.view(shape)
         return (1 - s_) * x0 + s_ * noise, s * 1000.0, noise - x0
     prediction = sampler.prediction_object()
-    t = torch.randint(0, prediction.num_train_timesteps, (b,), generator=generator)
-    alphas_cumprod = torch.from_numpy(prediction.alphas_cumprod()).float()
+    t = torch.randint(0, prediction.num_train_timesteps, (b,), generator=generator).to(x0.device)
+    alphas_cumprod = torch.from_numpy(prediction.alphas_cumprod()).float().to(x0.device)
     alpha, sigma = alphas_cumprod[t].sqrt().view(shape), (1 - alphas_cumprod[t]).sqrt().view(shape)
     return alpha * x0 + sigma * noise, t.float(), alpha * noise - sigma * x0
 
@@ -797,7 +812,8 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
     trainer.dit.train(phase != "text")
     trainer.encoder.train(text_grad)
     logs: dict[str, float] = {}
-    total = torch.zeros(())
+    device = trainer_device(trainer)
+    total = torch.zeros((), device=device)
 
     if text_grad:
         # The probe reads captions of both kinds (clip captions carry the motion words); captions only.
@@ -827,6 +843,7 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
             )
         else:
             x0, captions, specs = data[kind].batch(start, size)
+        x0 = x0.to(device)
         captions, dropped = drop_captions(captions, recipe.uncond_prob, caption_rng)
         with torch.set_grad_enabled(text_grad):
             context, mask = encode_captions(trainer.encoder, captions)
@@ -861,6 +878,10 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
     trainer.step += 1
     logs["phase"] = phase
     return logs
+
+
+def trainer_device(trainer: Trainer) -> torch.device:
+    return next(trainer.dit.parameters()).device
 
 
 def samples_before(recipe: Recipe, kind: str, step: int) -> int:
@@ -943,9 +964,11 @@ def load_state(trainer: Trainer, path: str) -> bool:
     if trainer.probe is not None:
         trainer.probe.load_state_dict(state["probe"])
     trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.dit_ema.shadow, trainer.dit_ema.updates = state["dit_ema"], state["dit_ema_updates"]
+    device = trainer_device(trainer)
+    on_device = lambda shadow: {k: v.to(device) for k, v in shadow.items()}  # noqa: E731
+    trainer.dit_ema.shadow, trainer.dit_ema.updates = on_device(state["dit_ema"]), state["dit_ema_updates"]
     if trainer.encoder_ema is not None:
-        trainer.encoder_ema.shadow = state["encoder_ema"]
+        trainer.encoder_ema.shadow = on_device(state["encoder_ema"])
         trainer.encoder_ema.updates = state["encoder_ema_updates"]
     trainer.history = state["history"]
     trainer.wall_seconds = state["wall_seconds"]
@@ -1017,9 +1040,11 @@ def latent_format_of(recipe: Recipe) -> str:
 
 
 def ema_models(trainer: Trainer) -> tuple[VideoDiT, TextEncoder]:
-    dit = trainer.dit_ema.copy_to(VideoDiT(trainer.recipe.dit)).eval()
+    """The EMA DiT and the encoder it conditions on, on the trainer's device."""
+    device = trainer_device(trainer)
+    dit = trainer.dit_ema.copy_to(VideoDiT(trainer.recipe.dit)).to(device).eval()
     if trainer.encoder_ema is not None:
-        encoder = trainer.encoder_ema.copy_to(TextEncoder(trainer.encoder.config)).eval()
+        encoder = trainer.encoder_ema.copy_to(TextEncoder(trainer.encoder.config)).to(device).eval()
     else:
         encoder = trainer.encoder
     return dit, encoder
@@ -1046,6 +1071,7 @@ def sample_videos(
     cond = encode_prompts(encoder, prompts)
     uncond = encode_prompts(encoder, [""] * len(prompts))
     noise = torch.randn((len(prompts), *latent_shape), generator=torch.Generator().manual_seed(seed))
+    noise = noise.to(next(dit.parameters()).device)
 
     def model_fn(x, timestep, c):
         return dit(x, timestep, c[0], c[1])
@@ -1061,7 +1087,7 @@ def sample_videos(
         uncond=uncond,
         progress=False,
     )
-    return latents.decode(out)
+    return latents.decode(out).cpu()
 
 
 def latent_shape_of(recipe: Recipe, latents: PixelLatents | VAELatents) -> tuple[int, int, int, int]:
@@ -1098,9 +1124,10 @@ def train(
     eval_every: int = 0,
     final_eval: int = 48,
     command: str = "",
+    device: str | torch.device = "cpu",
 ) -> dict[str, str]:
-    """Train (resuming from ``state_dir/state.pt`` when it exists and ``resume``), export the EMA weights
-    and their cards into ``out_dir``; return the written weight paths by kind."""
+    """Train (resuming from ``state_dir/state.pt`` when it exists and ``resume``) on ``device``, export the
+    EMA weights and their cards into ``out_dir``; return the written weight paths by kind."""
     state = os.path.join(state_dir or os.path.join(RUNS_DIR, stage_of(recipe)), "state.pt")
     torch.manual_seed(recipe.seed)
     if recipe.train_text_encoder:
@@ -1111,12 +1138,12 @@ def train(
         recipe.dit.text_dim = encoder.config.dim
         recipe.text = encoder.config
     check_focus(recipe)
-    trainer = build_trainer(recipe, encoder)
+    trainer = build_trainer(recipe, encoder, device)
     resumed = resume and load_state(trainer, state)
     print(
         f"[{recipe.name}] {'resumed at step ' + str(trainer.step) if resumed else 'fresh start'}", flush=True
     )
-    latents = latent_space(recipe)
+    latents = latent_space(recipe, device)
     data = {}
     for kind, cached in (("image", recipe.cached_images), ("clip", recipe.cached_clips)):
         stream = CaptionedBatches(recipe, kind)
@@ -1176,7 +1203,7 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         "continued_from_clip_steps": trainer.extended_from,
         "wall_minutes": round(trainer.wall_seconds / 60, 1),
         "cpu_minutes": round(trainer.cpu_seconds / 60, 1),
-        "machine": machine_description(),
+        "machine": machine_description(trainer_device(trainer)),
         "code_revision": code_revision("sprites", "models", "samplers"),
         "final_losses": trainer.history[-1] if trainer.history else {},
         "data": {
@@ -1280,8 +1307,10 @@ def run_stage(args: StageArgs) -> dict[str, Any]:
         eval_every=args.option("eval_every", 0),
         final_eval=args.option("final_eval", 0 if args.quick else 48),
         command=args.command,
+        device=args.device,
     )
     return {kind: path for kind, path in written.items()}
 
 
 STAGES: dict[str, Callable[[StageArgs], dict[str, Any]]] = {name: run_stage for name in STAGE_RECIPES}
+DEVICE_STAGES = frozenset(STAGES)  # stages that train on --device cuda

@@ -111,3 +111,22 @@ def test_cli_unknown_stage_is_clear(capsys):
     assert train.main(["list"]) == 0
     with pytest.raises(SystemExit, match="unknown stage 'nope'"):
         train.main(["nope"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tsr", "--device", "cuda"], "stage 'tsr' trains on the CPU only; the DiT stages"),
+        (["makeavideo", "--device", "mps"], "run on cpu or cuda"),
+        (["makeavideo", "--device", "gpu0"], "expected cpu, cuda or cuda:N"),
+    ],
+)
+def test_cli_device_errors_name_the_fix(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        train.main(argv)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cli_cuda_without_a_gpu_says_to_train_on_the_cpu():
+    with pytest.raises(SystemExit, match="sees no CUDA GPU here; leave --device out"):
+        train.main(["makeavideo", "--device", "cuda"])

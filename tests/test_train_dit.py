@@ -443,3 +443,40 @@ def test_training_refuses_a_focus_without_a_latent_cache(tmp_path):
     with pytest.raises(ValueError, match="clip focus draws from the latent cache"):
         td.train(recipe, out_dir=str(tmp_path), state_dir=str(tmp_path / "s"), final_eval=0)
     assert not os.path.exists(tmp_path / "s" / "state.pt")
+
+
+@pytest.mark.gpu
+def test_a_latent_stage_trains_on_cuda_from_the_cpu_runs_start(tmp_path):
+    """Same seed, same data and noise stream on both devices: the losses agree, the weights stay close after
+    a few steps, and the exported file is an ordinary CPU checkpoint."""
+    vae_path = _tiny_vae_file(tmp_path)
+    td.train(tiny_recipe(), out_dir=str(tmp_path), state_dir=str(tmp_path / "joint"), final_eval=0)
+    recipe = dataclasses.replace(
+        td.recipe_for(StageArgs(stage="makeavideo", quick=True)),
+        latent=vae_path, height=16, width=16, frames=5, cached_clips=6, cached_images=4,
+        clip_focus_steps=1, image_steps=2, clip_steps=2,
+    )  # fmt: skip
+    recipe.dit = dataclasses.replace(recipe.dit, in_channels=4, out_channels=4, patch_size=(1, 2, 2))
+    runs = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        out.mkdir()
+        for name in os.listdir(tmp_path):
+            if name.startswith("text_encoder-sprites"):
+                os.link(tmp_path / name, out / name)
+        written = td.train(
+            recipe, out_dir=str(out), state_dir=str(tmp_path / f"run-{device}"), final_eval=2, log_every=1,
+            device=device,
+        )  # fmt: skip
+        card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+        runs[device] = (load_dit_handle(written["dit"]).model.state_dict(), card)
+    (cpu, cpu_card), (cuda, cuda_card) = runs["cpu"], runs["cuda"]
+    assert "trained on CUDA" in cuda_card["machine"] and "trained on CUDA" not in cpu_card["machine"]
+    assert cuda_card["quick_evaluation_at_training_resolution"]["clips"] == 2
+    # The last step's losses: within float noise of each other after 4 steps (warm-up keeps them small).
+    assert cuda_card["final_losses"]["loss_clip"] == pytest.approx(
+        cpu_card["final_losses"]["loss_clip"], rel=1e-2
+    )
+    for name, value in cpu.items():
+        assert cuda[name].device.type == "cpu"
+        torch.testing.assert_close(cuda[name].float(), value.float(), atol=2e-3, rtol=1e-2)
