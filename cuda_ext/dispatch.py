@@ -7,8 +7,8 @@ True = attend. Backends:
 * ``compiled``: our flash-style kernel (``csrc/attention_fwd.cu``): CUDA, fp16/bf16, head_dim 64/128,
   no mask or a key-padding mask (the same for every query), inference only.
 * ``sage``: ``sageattention.sageattn`` when installed: CUDA, fp16/bf16, head_dim <= 128, no mask.
-* ``auto``: the first of the preferred order (default compiled, sage, sdpa) that supports the call. CPU
-  tensors always go straight to SDPA.
+* ``auto``: the first of the preferred order (default sage, sdpa; a benchmark's preference file may add
+  compiled) that supports the call. CPU tensors always go straight to SDPA.
 
 A fast backend whose output holds NaN/Inf (one reduction checks it) has that call recomputed with SDPA and
 is disabled for the rest of the process, with a warning: users see black frames otherwise. Choices and
@@ -34,7 +34,12 @@ from . import build
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "compiled", "sage", "sdpa")  # what a node's dropdown offers
-AUTO_ORDER = ("compiled", "sage", "sdpa")
+AUTO_BACKENDS = ("compiled", "sage", "sdpa")  # what a preference order may name
+# The compiled kernel is left out of the default order: on its first GPU run (an H200, 2026-11-26) its
+# unmasked comparisons against float64 passed, but its key-padding-mask tests failed and a misaligned-input
+# test crashed the process (cuda_ext/NOTES.md). ``auto`` takes it only where a benchmark preference file
+# (bench/attention.py) names it; backend="compiled" still forces it.
+AUTO_ORDER = ("sage", "sdpa")
 PREFERENCES_ENV = "VIDEOCASCADE_ATTENTION_PREFERENCES"  # path of a JSON table written by bench/attention.py
 
 Tensor = torch.Tensor
@@ -230,9 +235,9 @@ def set_preference(
     device: str = "*",
 ) -> None:
     """Make ``auto`` try `order` (backend names) for calls of this shape class; SDPA always ends the list."""
-    unknown = [name for name in order if name not in AUTO_ORDER]
+    unknown = [name for name in order if name not in AUTO_BACKENDS]
     if unknown:
-        raise ValueError(f"preference order may only name {AUTO_ORDER}, got {unknown}")
+        raise ValueError(f"preference order may only name {AUTO_BACKENDS}, got {unknown}")
     dtype_name = _DTYPE_NAMES.get(dtype, dtype) if isinstance(dtype, torch.dtype) else dtype
     key = PreferenceKey(device, str(dtype_name), int(head_dim), length_bucket(q_len), length_bucket(kv_len))
     ordered = tuple(dict.fromkeys(order))

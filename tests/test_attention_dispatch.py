@@ -236,7 +236,8 @@ def test_length_buckets_are_next_powers_of_two():
 
 def test_default_order_without_preferences(clean_preferences):
     q, k, _ = _qkv()
-    assert dispatch.preferred_order(q, k) == ("compiled", "sage", "sdpa")
+    # The compiled kernel failed its first GPU run's mask tests: auto takes it only where a preference names it.
+    assert dispatch.preferred_order(q, k) == ("sage", "sdpa")
 
 
 def test_preferences_from_benchmark_file(tmp_path, clean_preferences):

@@ -175,9 +175,13 @@ def test_long_sequence_and_many_blocks(ext):
 # ---- the dispatcher on a GPU ----------------------------------------------------------------------------
 
 
-def test_auto_prefers_the_compiled_kernel_where_it_applies(ext):
+def test_auto_takes_the_compiled_kernel_where_a_preference_names_it(ext):
     dispatch.clear_preferences()
     q, k, v = _inputs(1, 2, 64, 64, 64, torch.bfloat16)
+    assert choose_backend(q, k, v)[0] != "compiled"  # not in the default order (failed mask tests)
+    for head_dim in (64, 96):
+        dispatch.set_preference(torch.bfloat16, head_dim, 64, 64, ["compiled", "sage"])
+    dispatch.set_preference(torch.float32, 64, 64, 64, ["compiled", "sage"])
     assert choose_backend(q, k, v)[0] == "compiled"
     assert choose_backend(q, k, v, torch.ones(1, 1, 1, 64, dtype=torch.bool, device="cuda"))[0] == "compiled"
     per_query = torch.rand(1, 1, 64, 64, device="cuda") > 0.5
@@ -193,6 +197,7 @@ def test_auto_prefers_the_compiled_kernel_where_it_applies(ext):
         assert name != "compiled" and "inference-only" in why
     out = attention(q, k, v)
     assert _rel_error(out, _reference(q, k, v)) < TOLERANCE[torch.bfloat16]
+    dispatch.clear_preferences()
 
 
 @pytest.mark.parametrize("preset", ["test-tiny", "test-tiny-factorized"])
