@@ -36,7 +36,8 @@ class VCDiTLoader(WeightsLoader):
                 **dtype_input("Weights and compute precision; auto = bf16 on a GPU, fp32 on the CPU."),
                 "attention": combo_input(
                     BACKENDS,
-                    "Attention kernel; auto picks the compiled kernel, then sageattention, then SDPA.",
+                    "Attention kernel; auto picks sageattention, then SDPA (the compiled kernel only where "
+                    "a benchmark preference file names it; 'compiled' forces it).",
                 ),
             },
             "optional": path_input("diffusion transformer"),
