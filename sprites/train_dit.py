@@ -144,6 +144,10 @@ class Recipe:
     clip_focus_motions: tuple[str, ...] = ()
     clip_focus_fraction: float = 0.0
     clip_focus_steps: int = 0
+    # 0: one learning-rate cycle over the clip phase. N: its first N steps are scheduled as a run of N clip
+    # steps (warm-up, decay and focus at their end), and the rest continues that run with a second decay,
+    # exactly as rerunning a finished N-step run with a larger clip_steps does, in one command.
+    clip_first_cycle: int = 0
     train_text_encoder: bool = False
     ships_dit: bool = True  # False: the run exists for its text encoder; its DiT is not exported
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=2, num_heads=4))
@@ -780,6 +784,15 @@ def freezes_text_now(recipe: Recipe, step: int) -> bool:
     )
 
 
+def scheduled_length(recipe: Recipe, phase: str, local: int, length: int) -> int:
+    """The length the learning rate and the focus of this step are scheduled over: the first cycle's
+    within ``clip_first_cycle``, else the phase's."""
+    first = recipe.clip_first_cycle
+    if phase == "clip" and 0 < first < length and local < first:
+        return first
+    return length
+
+
 def focuses_now(recipe: Recipe, local: int, length: int) -> bool:
     """True in the clip phase's last ``clip_focus_steps`` steps when the recipe focuses on some motions."""
     return recipe.clip_focus_fraction > 0 and local >= length - recipe.clip_focus_steps
@@ -802,6 +815,7 @@ def train_step(trainer: Trainer, data: dict[str, EncodedBatches | LatentCache]) 
     """One optimiser step of the current phase; returns its losses for the log."""
     recipe = trainer.recipe
     phase, local, length = phase_of(recipe, trainer.step)
+    length = scheduled_length(recipe, phase, local, length)
     if freezes_text_now(recipe, trainer.step):
         # The encoder freezes as the shipped one (its EMA): the DiT conditions on exactly that from here.
         trainer.encoder_ema.copy_to(trainer.encoder)
@@ -1217,6 +1231,7 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
                 "fraction": recipe.clip_focus_fraction,
                 "last_clip_steps": recipe.clip_focus_steps,
             },
+            "clip_first_cycle": recipe.clip_first_cycle,
             "background_kinds": recipe.background_kinds,
             "uncond_prob": recipe.uncond_prob,
         },

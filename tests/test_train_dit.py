@@ -368,6 +368,31 @@ def test_a_finished_run_continues_with_a_longer_clip_phase(tmp_path):
     assert card["continued_from_clip_steps"] == 2 and card["steps"] == 6
 
 
+def test_a_first_cycle_in_one_run_equals_a_finished_run_continued(tmp_path):
+    recipe = tiny_recipe(text_probe_steps=1, image_steps=1, clip_steps=2, warmup_steps=2, decay_fraction=0.5)
+    two_runs = str(tmp_path / "two")
+    td.train(recipe, out_dir=str(tmp_path / "a"), state_dir=two_runs, final_eval=0)
+    td.train(
+        dataclasses.replace(recipe, clip_steps=5),
+        out_dir=str(tmp_path / "a"),
+        state_dir=two_runs,
+        final_eval=0,
+    )
+    one_run = str(tmp_path / "one")
+    cycles = dataclasses.replace(recipe, clip_steps=5, clip_first_cycle=2)
+    td.train(cycles, out_dir=str(tmp_path / "b"), state_dir=one_run, final_eval=0)
+    continued, single = (
+        torch.load(os.path.join(d, "state.pt"), weights_only=True) for d in (two_runs, one_run)
+    )
+    assert continued["step"] == single["step"] == 7  # 1 text + 1 image + 5 clip steps
+    for name, value in continued["dit"].items():
+        assert torch.equal(single["dit"][name], value), name
+    # The schedule itself: a 2-step run's rate for the first cycle, then the 5-step run's for the rest.
+    lengths = [td.scheduled_length(cycles, "clip", local, 5) for local in range(5)]
+    assert lengths == [2, 2, 5, 5, 5]
+    assert td.scheduled_length(cycles, "image", 0, 1) == 1
+
+
 def test_open_temporal_gates_keep_the_image_function_and_let_gradients_through():
     recipe = tiny_recipe()
     config = dataclasses.replace(recipe.dit, text_dim=recipe.text.dim)
