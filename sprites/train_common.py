@@ -355,8 +355,9 @@ def reproducibility_note(tolerance: str) -> str:
     return (
         "The data stream, initialisation and noise are fixed by the seed (every batch is drawn from "
         "(seed, step)), and a resumed run replays the same stream. PyTorch CPU kernels sum in an order "
-        "that depends on the thread count, so runs with different --threads differ in the last bits and "
-        f"drift apart slightly over training: 'within noise' means {tolerance}."
+        "that depends on the thread count, so the same command with the same --threads gives the same "
+        "weights bit for bit, while another --threads differs in the last bits and drifts apart over "
+        f"training: 'within noise' means {tolerance}."
     )
 
 

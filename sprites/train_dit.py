@@ -1238,7 +1238,10 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         "recipe": recipe_dict(recipe),
         "quick_evaluation_at_training_resolution": evaluation,
         "reproducibility": reproducibility_note(
-            "the evaluator's accuracies within about +-5 points (the binomial noise of 100 prompts)"
+            "the evaluator's accuracies within about +-5 points (the binomial noise of 100 prompts). "
+            "Measured for makeavideo: its default recipe is not within noise across thread counts; a "
+            "--threads 1 retrain of the shipped --threads 2 run got the size motions wrong (held-out "
+            "motion 84%, all three 84%). Retrain with the card's command, --threads included"
         ),
     }
     for kind, path in written.items():
