@@ -22,14 +22,9 @@ from .train_common import WEIGHTS_DIR, StageArgs, command_line
 STAGE_MODULES = ("train_vae", "train_dit", "train_cascade")
 
 
-def discover_stages() -> tuple[dict[str, Callable[[StageArgs], dict]], dict[str, str]]:
-    """``(stages, unavailable)``: every stage name -> function, and module -> why it could not be imported."""
-    stages, unavailable, _ = _discover()
-    return stages, unavailable
-
-
-def _discover() -> tuple[dict[str, Callable[[StageArgs], dict]], dict[str, str], set[str]]:
-    """``discover_stages()`` plus the stages that can train on a GPU (a module's ``DEVICE_STAGES``)."""
+def discover_stages() -> tuple[dict[str, Callable[[StageArgs], dict]], dict[str, str], set[str]]:
+    """``(stages, unavailable, on_device)``: every stage name -> function, module -> why it could not be
+    imported, and the stages that can train on a GPU (a module's ``DEVICE_STAGES``)."""
     stages: dict[str, Callable[[StageArgs], dict]] = {}
     unavailable: dict[str, str] = {}
     on_device: set[str] = set()
@@ -106,7 +101,7 @@ def check_device(device: str, stage: str, on_device: set[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    stages, unavailable, on_device = _discover()
+    stages, unavailable, on_device = discover_stages()
     if args.stage == "list":
         for name in sorted(stages):
             print(name)

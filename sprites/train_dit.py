@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.dit import DiTConfig, VideoDiT
-from ..models.text_encoder import ByteTokenizer, TextEncoder, TextEncoderConfig, load_text_encoder
+from ..models.text_encoder import TextEncoder, TextEncoderConfig, encode_prompts, load_text_encoder
 from ..runtime.checkpoints import save_checkpoint
 from ..runtime.model_paths import EMBEDDED_DIR
 from ..samplers import FlowPrediction, VPPrediction
@@ -405,12 +405,8 @@ def probe_targets(specs: list[ClipSpec], mention_motion: bool, dropped: list[boo
 def encode_captions(encoder: TextEncoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and mask padded to the longest caption of the batch (not to max_length: cheaper, and
     padding never changes real positions' features)."""
-    tokenizer = ByteTokenizer()
     longest = max(len(c.encode("utf-8")) for c in captions) + 2
-    ids, mask = tokenizer.encode(captions, min(longest, encoder.config.max_length))
-    device = encoder.token_embed.weight.device
-    ids, mask = ids.to(device), mask.to(device)
-    return encoder(ids, mask), mask
+    return encode_prompts(encoder, captions, min(longest, encoder.config.max_length))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1079,7 +1075,6 @@ def sample_videos(
     seed: int,
 ) -> torch.Tensor:
     """Videos ``[B, 3, T, H, W]`` in [-1, 1] for ``prompts`` (negative prompt: the empty one)."""
-    from ..models.text_encoder import encode_prompts
     from ..samplers import sample
 
     cond = encode_prompts(encoder, prompts)
@@ -1206,6 +1201,14 @@ def _mean_logs(window: list[dict]) -> dict[str, Any]:
     return out
 
 
+# Measured on the default makeavideo recipe (README, "Embedded text-to-video models: evaluation").
+MAKEAVIDEO_THREADS_NOTE = (
+    ". Measured for makeavideo: its default recipe is not within noise across thread counts; a "
+    "--threads 1 retrain of the shipped --threads 2 run got the size motions wrong (held-out motion 84%, "
+    "all three 84%). Retrain with the card's command, --threads included"
+)
+
+
 def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, command: str) -> None:
     """A card next to each written file: config, seed, steps, data, command, time, losses, evaluation."""
     recipe = trainer.recipe
@@ -1238,10 +1241,8 @@ def write_cards(trainer: Trainer, written: dict[str, str], evaluation: dict, com
         "recipe": recipe_dict(recipe),
         "quick_evaluation_at_training_resolution": evaluation,
         "reproducibility": reproducibility_note(
-            "the evaluator's accuracies within about +-5 points (the binomial noise of 100 prompts). "
-            "Measured for makeavideo: its default recipe is not within noise across thread counts; a "
-            "--threads 1 retrain of the shipped --threads 2 run got the size motions wrong (held-out "
-            "motion 84%, all three 84%). Retrain with the card's command, --threads included"
+            "the evaluator's accuracies within about +-5 points (the binomial noise of 100 prompts)"
+            + (MAKEAVIDEO_THREADS_NOTE if stage_of(recipe) == "makeavideo" else "")
         ),
     }
     for kind, path in written.items():
