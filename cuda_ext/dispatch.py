@@ -8,7 +8,9 @@ True = attend. Backends:
   no mask or a key-padding mask (the same for every query), inference only.
 * ``sage``: ``sageattention.sageattn`` when installed: CUDA, fp16/bf16, head_dim <= 128, no mask.
 * ``auto``: the first of the preferred order (default sage, sdpa; a benchmark's preference file may add
-  compiled) that supports the call. CPU tensors always go straight to SDPA.
+  compiled) that supports the call. CPU tensors go straight to SDPA, except where autograd records the
+  call (training) and the keys are few: there the explicit math (two matmuls and a softmax) runs, whose
+  forward + backward took 0.4-0.8x the time of SDPA's fused CPU kernel (``bench/attention_training.py``).
 
 A fast backend whose output holds NaN/Inf (one reduction checks it) has that call recomputed with SDPA and
 is disabled for the rest of the process, with a warning: users see black frames otherwise. Choices and
@@ -115,10 +117,48 @@ def _log_once(message: str, level: int = logging.INFO) -> None:
 
 def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "auto", mask: Tensor | None = None) -> Tensor:
     """Scaled dot-product attention over ``[B, heads, L, head_dim]``; ``mask`` is boolean, True = attend."""
-    # CPU tensors and plain SDPA skip every check: this line is all the overhead the CPU path pays.
-    if backend == "sdpa" or (backend == "auto" and not q.is_cuda):
+    # CPU tensors and plain SDPA skip every check: these lines are all the overhead the CPU path pays.
+    if backend == "auto" and not q.is_cuda:
+        if _records_autograd(q, k, v) and _math_is_faster_on_cpu(q, k):
+            return math_attention(q, k, v, mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if backend == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return _dispatch(q, k, v, backend, mask)
+
+
+# Training on 2 CPU cores (bench/attention_training.py): with autograd, the explicit math's forward +
+# backward took 0.4-0.8x the time of SDPA's fused CPU kernel at 9 to 64 keys, 1.4x at 320 and 2.1x at
+# 1024, where the fused kernel's blocking pays off. The score matrix it keeps for backward is capped too.
+MATH_MAX_KEYS = 256
+MATH_MAX_SCORES = 1 << 25
+
+
+def _records_autograd(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+
+
+def _math_is_faster_on_cpu(q: Tensor, k: Tensor) -> bool:
+    keys = k.shape[-2]
+    return keys <= MATH_MAX_KEYS and q.shape[:-1].numel() * keys <= MATH_MAX_SCORES
+
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` written out (SDPA's definition), for autograd on short sequences.
+
+    One key (temporal attention over a single image) needs no scores: every weight is exactly 1. A query
+    whose keys are all masked gets zeros, as from SDPA.
+    """
+    if k.shape[-2] == 1 and mask is None:
+        return v.expand(*torch.broadcast_shapes(q.shape[:-1], v.shape[:-1]), v.shape[-1])
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
+    if mask is None:
+        return torch.matmul(scores.softmax(dim=-1), v)
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    attends = mask.any(dim=-1, keepdim=True)
+    if not attends.all():  # a query with every key masked gets zeros, as from SDPA, not NaN
+        weights = weights.masked_fill(~attends, 0.0)
+    return torch.matmul(weights, v)
 
 
 def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:

@@ -275,3 +275,68 @@ def test_preferences_from_benchmark_file(tmp_path, clean_preferences):
 def test_preferences_name_only_known_backends(clean_preferences):
     with pytest.raises(ValueError, match="preference order may only name"):
         dispatch.set_preference(torch.bfloat16, 64, 100, 100, ["flash"])
+
+
+def _with_grad(*tensors):
+    return [t.double().requires_grad_(True) for t in tensors]
+
+
+def _grads(fn, q, k, v, mask=None):
+    out = fn(q, k, v, mask)
+    (out * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype)).sum().backward()
+    grads = [t.grad.clone() if t.grad is not None else torch.zeros_like(t) for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    return out.detach(), grads
+
+
+def _sdpa(q, k, v, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("kv_len", [1, 9, 64])
+def test_cpu_training_calls_with_few_keys_run_the_math_with_sdpas_values_and_gradients(kv_len):
+    q, k, v = _with_grad(*_qkv(q_len=kv_len if kv_len > 1 else 4, kv_len=kv_len))
+    mask = torch.ones(2, 1, 1, kv_len, dtype=torch.bool)
+    mask[1, ..., max(1, kv_len - 3) :] = False  # batch 1's last keys are padding
+    for m in (None, mask):
+        out, grads = _grads(lambda *a: attention(*a[:3], mask=a[3]), q, k, v, m)
+        ref_out, ref_grads = _grads(_sdpa, q, k, v, m)
+        torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
+        for got, want in zip(grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_the_math_is_what_runs_and_only_while_autograd_records(monkeypatch):
+    calls = []
+    monkeypatch.setattr(dispatch, "math_attention", lambda *a: calls.append(a) or _sdpa(*a[:3]))
+    q, k, v = _qkv(kv_len=9)
+    attention(q, k, v)  # nothing requires grad: inference, straight to SDPA
+    with torch.no_grad():
+        attention(*_with_grad(q, k, v))
+    assert calls == []
+    attention(*_with_grad(q, k, v))
+    assert len(calls) == 1
+    attention(*_with_grad(q, k, v), backend="sdpa")  # a forced backend is honoured
+    assert len(calls) == 1
+
+
+def test_long_keys_stay_on_sdpa_while_training():
+    q, k, v = _with_grad(*_qkv(q_len=3, kv_len=dispatch.MATH_MAX_KEYS + 1, head_dim=8))
+    assert torch.equal(attention(q, k, v), _sdpa(q, k, v))
+
+
+def test_one_key_is_the_value_exactly():
+    q, k, v = _with_grad(*_qkv(q_len=6, kv_len=1))
+    out = dispatch.math_attention(q, k, v)
+    assert torch.equal(out, v.expand(2, 3, 6, 16))
+
+
+def test_fully_masked_rows_give_zeros_and_finite_gradients_while_training():
+    q, k, v = _with_grad(*_qkv())
+    mask = torch.ones(2, 1, 5, 7, dtype=torch.bool)
+    mask[1, 0, 2] = False
+    out, grads = _grads(lambda *a: attention(*a[:3], mask=a[3]), q, k, v, mask)
+    assert torch.equal(out[1, :, 2], torch.zeros_like(out[1, :, 2]))
+    assert all(torch.isfinite(g).all() for g in grads)
+    torch.testing.assert_close(out, _reference(q.detach(), k.detach(), v.detach(), mask))
