@@ -34,7 +34,8 @@ SHAPES = {
     "makeavideo temporal (9 frames)": (512, 3, 9, 9, 32),
     "makeavideo spatial (8x8 patches)": (72, 3, 64, 64, 32),
     "makeavideo cross (40 text tokens)": (8, 3, 576, 40, 32),
-    "at the threshold: 256 keys": (8, 4, 256, 256, 32),
+    "128 keys": (8, 4, 128, 128, 32),
+    "256 keys": (8, 4, 256, 256, 32),
     "sora full 3D (5x8x8)": (12, 4, 320, 320, 32),
     "longer: 1024 keys": (2, 4, 1024, 1024, 32),
 }

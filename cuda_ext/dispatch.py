@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -127,10 +128,11 @@ def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "auto", mask: Tens
     return _dispatch(q, k, v, backend, mask)
 
 
-# Training on 2 CPU cores (bench/attention_training.py): with autograd, the explicit math's forward +
-# backward took 0.4-0.8x the time of SDPA's fused CPU kernel at 9 to 64 keys, 1.4x at 320 and 2.1x at
-# 1024, where the fused kernel's blocking pays off. The score matrix it keeps for backward is capped too.
-MATH_MAX_KEYS = 256
+# Training on 2 CPU cores (bench/results/attention_training_cpu.txt): with autograd, the explicit math's
+# forward + backward took 0.36x the time of SDPA's fused CPU kernel at 9 keys, 0.66x at 40, 0.91x at 64 and
+# 0.70x at 128, but 1.75x at 256 and 2.3x at 1024, where the fused kernel's blocking pays off (repeated runs
+# vary by about +-0.1). The score matrix it keeps for backward is capped too.
+MATH_MAX_KEYS = 64
 MATH_MAX_SCORES = 1 << 25
 
 
@@ -154,10 +156,13 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) 
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
     if mask is None:
         return torch.matmul(scores.softmax(dim=-1), v)
-    weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
     attends = mask.any(dim=-1, keepdim=True)
-    if not attends.all():  # a query with every key masked gets zeros, as from SDPA, not NaN
-        weights = weights.masked_fill(~attends, 0.0)
+    if attends.all():
+        # Adding 0 / -inf in place gives masked_fill's scores exactly, for less than its cost with autograd.
+        blocked = torch.zeros(mask.shape, dtype=scores.dtype, device=scores.device)
+        weights = scores.add_(blocked.masked_fill_(~mask, -math.inf)).softmax(dim=-1)
+    else:  # a query with every key masked gets zeros, as from SDPA, and zero gradients, not NaN
+        weights = scores.masked_fill(~mask, -math.inf).softmax(dim=-1).masked_fill(~attends, 0.0)
     return torch.matmul(weights, v)
 
 
@@ -341,6 +346,8 @@ def preferred_order(q: Tensor, k: Tensor) -> tuple[str, ...]:
 def choose_backend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[str, str]:
     """The backend ``auto`` uses for this call, and why the ones tried before it were passed over."""
     if not q.is_cuda:
+        if _records_autograd(q, k, v) and _math_is_faster_on_cpu(q, k):
+            return "math", f"CPU training call with at most {MATH_MAX_KEYS} keys: SDPA written out"
         return "sdpa", "tensors are on the CPU"
     skipped = []
     for name in preferred_order(q, k):

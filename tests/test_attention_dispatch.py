@@ -319,6 +319,8 @@ def test_the_math_is_what_runs_and_only_while_autograd_records(monkeypatch):
     assert len(calls) == 1
     attention(*_with_grad(q, k, v), backend="sdpa")  # a forced backend is honoured
     assert len(calls) == 1
+    assert choose_backend(*_with_grad(q, k, v))[0] == "math"
+    assert choose_backend(q, k, v)[0] == "sdpa"
 
 
 def test_long_keys_stay_on_sdpa_while_training():
