@@ -148,6 +148,11 @@ class Recipe:
     # steps (warm-up, decay and focus at their end), and the rest continues that run with a second decay,
     # exactly as rerunning a finished N-step run with a larger clip_steps does, in one command.
     clip_first_cycle: int = 0
+    # The attention backend of the DiT and text encoder while training. "sdpa", PyTorch's fused kernel, is
+    # what every shipped model was trained with, so their commands still reproduce them bit for bit. "auto" runs the explicit math
+    # on the CPU where the keys are few (cuda_ext/dispatch.py): a makeavideo step took 0.82x the time
+    # (bench/attention_training.py), and the rounding differs from SDPA's in the last bits.
+    attention: str = "sdpa"
     train_text_encoder: bool = False
     ships_dit: bool = True  # False: the run exists for its text encoder; its DiT is not exported
     text: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(dim=128, depth=2, num_heads=4))
@@ -643,12 +648,19 @@ def open_temporal_gates(dit: VideoDiT) -> None:
                 block.temporal_attn.out.bias.zero_()
 
 
+TRAINING_ATTENTION = ("sdpa", "auto")
+
+
 def build_trainer(recipe: Recipe, encoder: TextEncoder, device: str | torch.device = "cpu") -> Trainer:
     """Models, optimiser and EMAs on ``device``; the initial weights are drawn on the CPU from the seed,
     so a run starts from the same weights on every device."""
+    if recipe.attention not in TRAINING_ATTENTION:
+        raise ValueError(f"attention must be one of {TRAINING_ATTENTION}, got {recipe.attention!r}")
     torch.manual_seed(recipe.seed)
     dit = VideoDiT(recipe.dit)
+    dit.attention_backend = recipe.attention
     open_temporal_gates(dit)
+    encoder.attention_backend = recipe.attention  # it trains in the text stage
     probe = CaptionProbe(encoder.config.dim) if recipe.train_text_encoder else None
     dit.to(device)
     encoder.to(device)

@@ -507,3 +507,21 @@ def test_a_latent_stage_trains_on_cuda_from_the_cpu_runs_start(tmp_path):
     for name, value in cpu.items():
         assert cuda[name].dtype == value.dtype == torch.float16
         torch.testing.assert_close(cuda[name].float(), value.float(), atol=2e-3, rtol=1e-2, msg=name)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "auto"])
+def test_training_attention_follows_the_recipe(tmp_path, monkeypatch, attention):
+    from videocascade.cuda_ext import dispatch
+
+    calls = []
+    real = dispatch.math_attention
+    monkeypatch.setattr(dispatch, "math_attention", lambda *a: calls.append(1) or real(*a))
+    recipe = tiny_recipe(text_probe_steps=0, image_steps=1, clip_steps=1, attention=attention)
+    written = td.train(recipe, out_dir=str(tmp_path), state_dir=str(tmp_path / "s"), final_eval=0)
+    # "sdpa" (every shipped DiT's) never writes the attention out; "auto" does for these few keys.
+    assert (len(calls) > 0) == (attention == "auto")
+    card = json.loads(open(written["dit"].replace(".safetensors", ".card.json")).read())
+    assert card["recipe"]["attention"] == attention
+    assert td.recipe_for(StageArgs(stage="makeavideo", options={"attention": "auto"})).attention == "auto"
+    with pytest.raises(ValueError, match="attention must be one of"):
+        td.build_trainer(dataclasses.replace(recipe, attention="flash"), TextEncoder(recipe.text))
