@@ -10,7 +10,8 @@ True = attend. Backends:
 * ``auto``: the first of the preferred order (default sage, sdpa; a benchmark's preference file may add
   compiled) that supports the call. CPU tensors go straight to SDPA, except where autograd records the
   call (training) and the keys are few: there the explicit math (two matmuls and a softmax) runs, whose
-  forward + backward took 0.4-0.8x the time of SDPA's fused CPU kernel (``bench/attention_training.py``).
+  forward + backward took 0.36-0.91x the time of SDPA's fused CPU kernel at 9 to 64 keys
+  (``bench/attention_training.py``).
 
 A fast backend whose output holds NaN/Inf (one reduction checks it) has that call recomputed with SDPA and
 is disabled for the rest of the process, with a warning: users see black frames otherwise. Choices and
@@ -120,7 +121,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, backend: str = "auto", mask: Tens
     """Scaled dot-product attention over ``[B, heads, L, head_dim]``; ``mask`` is boolean, True = attend."""
     # CPU tensors and plain SDPA skip every check: these lines are all the overhead the CPU path pays.
     if backend == "auto" and not q.is_cuda:
-        if _records_autograd(q, k, v) and _math_is_faster_on_cpu(q, k):
+        if _math_for_cpu_training(q, k, v):
             return math_attention(q, k, v, mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     if backend == "sdpa":
@@ -136,13 +137,11 @@ MATH_MAX_KEYS = 64
 MATH_MAX_SCORES = 1 << 25
 
 
-def _records_autograd(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-
-
-def _math_is_faster_on_cpu(q: Tensor, k: Tensor) -> bool:
+def _math_for_cpu_training(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    """Whether ``auto`` writes this CPU call out: autograd records it and its keys are few."""
+    recording = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     keys = k.shape[-2]
-    return keys <= MATH_MAX_KEYS and q.shape[:-1].numel() * keys <= MATH_MAX_SCORES
+    return recording and keys <= MATH_MAX_KEYS and q.shape[:-1].numel() * keys <= MATH_MAX_SCORES
 
 
 def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -346,7 +345,7 @@ def preferred_order(q: Tensor, k: Tensor) -> tuple[str, ...]:
 def choose_backend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[str, str]:
     """The backend ``auto`` uses for this call, and why the ones tried before it were passed over."""
     if not q.is_cuda:
-        if _records_autograd(q, k, v) and _math_is_faster_on_cpu(q, k):
+        if _math_for_cpu_training(q, k, v):
             return "math", f"CPU training call with at most {MATH_MAX_KEYS} keys: SDPA written out"
         return "sdpa", "tensors are on the CPU"
     skipped = []

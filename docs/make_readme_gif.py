@@ -58,12 +58,12 @@ def main() -> None:
             frames, fps, _ = read_video(render(prompt, os.path.join(tmp, str(len(clips))), args.threads))
             clips.append(frames)
             print(f"{prompt!r}: {tuple(frames.shape)} at {fps:g} fps", flush=True)
-        frames = min(clip.shape[0] for clip in clips)
-        strip = torch.cat([clip[:frames] for clip in clips], dim=2)  # side by side: [N, H, 4 W, 3]
+        length = min(clip.shape[0] for clip in clips)
+        strip = torch.cat([clip[:length] for clip in clips], dim=2)  # side by side: [N, H, 4 W, 3]
         staged = os.path.join(tmp, "strip.gif")
         write_video(staged, strip, fps, format="gif", metadata={"prompts": list(PROMPTS)})
         shutil.copyfile(staged, args.out)
-    print(f"wrote {args.out}: {frames} frames of {tuple(strip.shape[1:3])}")
+    print(f"wrote {args.out}: {length} frames of {tuple(strip.shape[1:3])}")
 
 
 if __name__ == "__main__":

@@ -149,9 +149,9 @@ class Recipe:
     # exactly as rerunning a finished N-step run with a larger clip_steps does, in one command.
     clip_first_cycle: int = 0
     # The attention backend of the DiT and text encoder while training. "sdpa", PyTorch's fused kernel, is
-    # what every shipped model was trained with, so their commands still reproduce them bit for bit. "auto" runs the explicit math
-    # on the CPU where the keys are few (cuda_ext/dispatch.py): a makeavideo step took 0.82x the time
-    # (bench/attention_training.py), and the rounding differs from SDPA's in the last bits.
+    # what every shipped model was trained with, so their commands still reproduce them bit for bit.
+    # "auto" runs the explicit math on the CPU where the keys are few (cuda_ext/dispatch.py): a makeavideo
+    # step took 0.82x the time (bench/attention_training.py), rounding differently in the last bits.
     attention: str = "sdpa"
     train_text_encoder: bool = False
     ships_dit: bool = True  # False: the run exists for its text encoder; its DiT is not exported
