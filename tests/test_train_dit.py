@@ -288,7 +288,13 @@ def test_recipe_options_from_the_command_line():
     assert recipe.lr == 0.002 and recipe.two_object_prob == 0.0
     assert abs(recipe.total_steps - 30) <= 2
     half = td.recipe_for(StageArgs(stage="makeavideo", steps=td.makeavideo_recipe().total_steps // 2))
-    assert (half.clip_steps, half.clip_focus_steps) == (4400, 600)  # the focus keeps its share of the clips
+    # The focus and the first learning-rate cycle keep their shares of the clip phase.
+    assert (half.image_steps, half.clip_steps, half.clip_focus_steps, half.clip_first_cycle) == (
+        1500,
+        5600,
+        600,
+        4400,
+    )
     with pytest.raises(ValueError, match="not a recipe or DiT config field"):
         td.recipe_for(StageArgs(stage="makeavideo", options={"nonsense": "1"}))
     with pytest.raises(ValueError, match="not a recipe or DiT config field"):
