@@ -289,12 +289,8 @@ def test_recipe_options_from_the_command_line():
     assert abs(recipe.total_steps - 30) <= 2
     half = td.recipe_for(StageArgs(stage="makeavideo", steps=td.makeavideo_recipe().total_steps // 2))
     # The focus and the first learning-rate cycle keep their shares of the clip phase.
-    assert (half.image_steps, half.clip_steps, half.clip_focus_steps, half.clip_first_cycle) == (
-        1500,
-        5600,
-        600,
-        4400,
-    )
+    scaled = (half.image_steps, half.clip_steps, half.clip_focus_steps, half.clip_first_cycle)
+    assert scaled == (1500, 5600, 600, 4400)
     with pytest.raises(ValueError, match="not a recipe or DiT config field"):
         td.recipe_for(StageArgs(stage="makeavideo", options={"nonsense": "1"}))
     with pytest.raises(ValueError, match="not a recipe or DiT config field"):
