@@ -17,6 +17,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _forward_backward(fn, inputs: tuple[torch.Tensor, ...]) -> None:
     out.square().sum().backward()
 
 
-def _interleaved(candidates: dict[str, callable], reps: int, inner: int) -> dict[str, float]:
+def _interleaved(candidates: dict[str, Callable[[], None]], reps: int, inner: int) -> dict[str, float]:
     """Median seconds per call of each candidate, repetitions taken in turn."""
     times = {name: [] for name in candidates}
     for fn in candidates.values():  # warm-up
